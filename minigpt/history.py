@@ -1,0 +1,83 @@
+"""The road from counting to ChatGPT, as data: milestones and the figures the course checks.
+
+Figures are as the course's source articles state them (see COURSE.md "Sources"): Tao Jianhua
+et al. (2023) for the four stages, Wang Huan et al. (2023) for the GPT series, Zhu & Wang
+(2023) for RLHF. Dates and names of earlier models are the papers' own (cited per row).
+
+    >>> from minigpt.history import GPT_MODELS, plot_timeline
+    >>> plot_timeline()          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    year: float
+    params: float  # parameters
+    data: str  # training data, as the articles describe it
+    source: str
+
+
+GPT_MODELS = (
+    Model("GPT-1", 2018.45, 117e6, "~5 GB of text (~7,000 books)", "Radford et al. 2018; Wang et al. 2023"),
+    Model("GPT-2", 2019.12, 1.5e9, "40 GB (8M+ Reddit-linked documents)", "Radford et al. 2019; Wang et al. 2023"),
+    Model("GPT-3", 2020.4, 175e9, "~300B tokens from 45 TB of raw text", "Brown et al. 2020; Wang et al. 2023"),
+    Model("InstructGPT", 2022.2, 1.3e9, "GPT-3 + human demonstrations and rankings", "Ouyang et al. 2022"),
+)
+
+# The four stages of language models (Tao et al. 2023), with the year each began to lead.
+STAGES = (
+    ("statistical LMs\n(n-grams)", 1990, 2003),
+    ("neural LMs\n(NPLM, word2vec, RNNs)", 2003, 2018),
+    ("pre-trained LMs\n(BERT, GPT-1/2)", 2018, 2020),
+    ("large LMs\n(GPT-3, ChatGPT)", 2020, 2027),
+)
+
+EVENTS = (
+    (2003.0, "neural LM (Bengio et al.)"),
+    (2013.1, "word2vec (Mikolov et al.)"),
+    (2017.5, "Transformer (Vaswani et al.)"),
+    (2018.8, "BERT (Devlin et al.)"),
+    (2022.9, "ChatGPT: 1M users in 5 days"),
+)
+
+# GPT-3's training compute, as the articles give it, and the numbers needed to check it.
+GPT3_TRAINING_TOKENS = 300e9
+GPT3_PF_DAYS_REPORTED = 3640
+PF_DAY_FLOPS = 1e15 * 86_400  # one petaFLOP/s sustained for a day = 8.64e19 FLOPs
+
+
+def plot_timeline(ax=None, extra: tuple[tuple[str, float, float], ...] = ()):
+    """Parameters of the GPT series on a log scale over the four stages of language models.
+
+    ``extra`` adds points ``(label, year, params)``, e.g. the model you just trained."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.5))
+    shades = ("#f2f2f2", "#e3edf7", "#fdf0dc", "#e6f4e6")
+    for (label, start, end), shade in zip(STAGES, shades):
+        ax.axvspan(start, end, color=shade, zorder=0)
+        ax.text((start + end) / 2, 3e11 * 30, label, ha="center", va="top", fontsize=8)
+    for year, label in EVENTS:
+        ax.axvline(year, color="grey", lw=0.7, ls=":", zorder=1)
+        ax.text(year, 2e3, label, rotation=90, fontsize=7, va="bottom", ha="right", color="dimgrey")
+    for m in GPT_MODELS:
+        ax.scatter(m.year, m.params, color="tab:blue", zorder=3)
+        ax.annotate(f"{m.name}\n{m.params:.3g} params", (m.year, m.params), textcoords="offset points",
+                    xytext=(-8, 8), ha="right", fontsize=8)
+    for label, year, params in extra:
+        ax.scatter(year, params, color="tab:red", marker="*", s=120, zorder=3)
+        ax.annotate(f"{label}\n{params:,.0f} params", (year, params), textcoords="offset points",
+                    xytext=(-8, 8), ha="right", fontsize=8, color="tab:red")
+    ax.set_yscale("log")
+    ax.set_ylim(1e3, 3e11 * 60)
+    ax.set_xlim(1990, 2027)
+    ax.set_xlabel("year")
+    ax.set_ylabel("parameters (log scale)")
+    ax.set_title("From counting to ChatGPT: the four stages and the growth of GPT")
+    return ax

@@ -1,0 +1,82 @@
+"""Runtime: which profile the course runs under, which device, and seeding.
+
+Every notebook sizes its experiments from the *profile*, read from the environment variable
+``MINIGPT_PROFILE``:
+
+- ``ci``  -- tests and CI: each notebook in under 60 s on a 2-core CPU. Only step counts and
+  data sizes shrink; architectures stay the same, so shapes and parameter counts match.
+- ``cpu`` -- a learner's laptop: each notebook in under 10 minutes on 2 cores, real results.
+- ``gpu`` -- Colab T4 or better: bigger models, longer runs.
+
+Unset, the profile is ``gpu`` when CUDA is available and ``cpu`` otherwise.
+
+    >>> import minigpt
+    >>> minigpt.profile()                                  # doctest: +SKIP
+    'cpu'
+    >>> steps = minigpt.by_profile(ci=20, cpu=2000, gpu=5000)   # doctest: +SKIP
+
+This module imports nothing else from the package: it is the bottom layer.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("ci", "cpu", "gpu")
+T = TypeVar("T")
+
+
+def profile() -> str:
+    """The active profile: ``MINIGPT_PROFILE`` if set, else ``gpu`` with CUDA, else ``cpu``."""
+    value = os.environ.get("MINIGPT_PROFILE", "").strip().lower()
+    if not value:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if value not in PROFILES:
+        raise ValueError(
+            f"MINIGPT_PROFILE={os.environ['MINIGPT_PROFILE']!r} is not a profile. "
+            f"Use one of {', '.join(PROFILES)} (or unset it to choose automatically), e.g. "
+            "`export MINIGPT_PROFILE=cpu`, or in a notebook "
+            "`import os; os.environ['MINIGPT_PROFILE'] = 'cpu'` before importing minigpt."
+        )
+    return value
+
+
+def by_profile(*, ci: T, cpu: T, gpu: T) -> T:
+    """Pick the value for the active profile: ``by_profile(ci=20, cpu=2000, gpu=5000)``."""
+    return {"ci": ci, "cpu": cpu, "gpu": gpu}[profile()]
+
+
+def device() -> torch.device:
+    """The best device here: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) random generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def cache_dir() -> Path:
+    """Where downloads and derived files are cached: ``$MINIGPT_CACHE``, else
+    ``$XDG_CACHE_HOME/minigpt``, else ``~/.cache/minigpt``. Created on first use."""
+    root = os.environ.get("MINIGPT_CACHE")
+    if root:
+        path = Path(root).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        path = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "minigpt"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,79 @@
+"""Notebook hygiene: committed outputs are real, fresh and in order; every notebook opens with
+its own Colab badge and the shared setup cell; the README's chapter table is current.
+
+The notebooks themselves run under nbval (pytest collects notebooks/*.ipynb)."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minigpt import course
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "exercises/solutions").glob("*.ipynb"))
+ALL = RUN + sorted((ROOT / "exercises").glob("*.ipynb"))
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_there_are_notebooks():
+    assert (ROOT / "notebooks/00_welcome.ipynb") in RUN
+
+
+@pytest.mark.parametrize("path", RUN, ids=rel)
+def test_outputs_are_fresh_in_order_and_error_free(path):
+    problems = course.hygiene_problems(nbformat.read(path, as_version=4), rel(path))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", ALL, ids=rel)
+def test_badge_and_setup_cell_agree_with_the_course(path):
+    nb = nbformat.read(path, as_version=4)
+    before = nbformat.writes(nb)
+    changed = course.sync_notebook(nb, rel(path))
+    assert not changed and nbformat.writes(nb) == before, "run: python scripts/notebooks.py sync"
+    first_md = next(c for c in nb.cells if c.cell_type == "markdown")
+    assert course.colab_url(rel(path)) in first_md.source
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert first_code.source == course.setup_cell_source()
+
+
+def test_chapter_notebooks_are_named_as_the_course_says():
+    known = {ch.path for ch in course.CHAPTERS}
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        assert rel(path) in known, f"{rel(path)} is not in minigpt.course.CHAPTERS"
+
+
+def test_readme_chapter_table_is_current():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split(course.README_TABLE_START, 1)[1].split(course.README_TABLE_END, 1)[0]
+    assert table.strip() == course.readme_chapter_table(ROOT).strip(), "run: python scripts/notebooks.py sync"
+
+
+def test_hygiene_catches_stale_and_out_of_order_outputs():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("1"), nbformat.v4.new_code_cell("2")]
+    nb.cells[1].execution_count, nb.cells[2].execution_count = 1, 2
+    nb.metadata["minigpt"] = {"profile": "cpu", "code_sha256": course.code_fingerprint(nb)}
+    assert course.hygiene_problems(nb, "x.ipynb") == []
+    nb.cells[2].source = "3"  # edited after the run
+    assert any("stale" in p for p in course.hygiene_problems(nb, "x.ipynb"))
+    nb.metadata["minigpt"]["code_sha256"] = course.code_fingerprint(nb)
+    nb.cells[1].execution_count = 5
+    assert any("not run top to bottom" in p for p in course.hygiene_problems(nb, "x.ipynb"))
+    nb.cells[1].execution_count = 1
+    nb.cells[1].outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
+    assert any("stored an error" in p for p in course.hygiene_problems(nb, "x.ipynb"))
+    nb.cells[1].outputs = []
+    nb.metadata["minigpt"]["profile"] = "ci"
+    assert any("'ci' profile" in p for p in course.hygiene_problems(nb, "x.ipynb"))
+
+
+def test_setup_cell_installs_without_touching_torch():
+    src = course.setup_cell_source()
+    assert "--no-deps" in src and course.REPO_URL in src
+    assert "torch" not in src and "ipywidgets" not in src
+    compile(src, "<setup>", "exec")  # valid Python, no magics

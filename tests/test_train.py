@@ -1,0 +1,514 @@
+"""Tests for minigpt.train, on tiny models and a synthetic token stream (a few seconds, CPU).
+
+The models follow the course's contract: ``forward(x, y) -> (logits, loss)``.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minigpt.train import (
+    CheckpointMismatchError,
+    History,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    autocast_dtype,
+    get_rng_state,
+    load_checkpoint,
+    lr_at,
+    param_groups,
+    plot_history,
+    set_rng_state,
+)
+
+VOCAB = 8
+
+
+class Bigram(nn.Module):
+    """Embedding -> LayerNorm -> dropout -> linear: predicts the next token from this one."""
+
+    def __init__(self, vocab: int = VOCAB, width: int = 16, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, width)
+        self.norm = nn.LayerNorm(width)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, x, y=None):
+        logits = self.head(self.drop(self.norm(self.emb(x))))  # (B, T, vocab)
+        loss = None if y is None else F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        return logits, loss
+
+
+def periodic_stream(n: int = 2000) -> torch.Tensor:
+    """0 1 2 ... 7 0 1 2 ...: each next token is determined by the current one."""
+    return torch.arange(n) % VOCAB
+
+
+def random_stream(n: int = 2000) -> torch.Tensor:
+    return torch.randint(VOCAB, (n,), generator=torch.Generator().manual_seed(0))
+
+
+def make_get_batch(data, block=8, batch=4, sampler="torch", generator=None):
+    """Random windows of ``data``; offsets drawn with torch's global RNG, NumPy's or ``generator``."""
+    cut = len(data) * 9 // 10
+    splits = {"train": data[:cut], "val": data[cut:]}
+
+    def get_batch(split):
+        d = splits[split]
+        high = len(d) - block - 1
+        if sampler == "numpy":
+            starts = torch.from_numpy(np.random.randint(0, high, size=batch))
+        else:
+            starts = torch.randint(high, (batch,), generator=generator)
+        x = torch.stack([d[i : i + block] for i in starts])  # (batch, block)
+        y = torch.stack([d[i + 1 : i + block + 1] for i in starts])  # (batch, block)
+        return x, y
+
+    return get_batch
+
+
+def config(**overrides) -> TrainConfig:
+    base = {"max_steps": 20, "lr": 1e-2, "warmup_steps": 2, "eval_interval": 5, "eval_steps": 2}
+    base |= {"device": "cpu", "progress": False, "seed": 0}
+    return TrainConfig(**(base | overrides))
+
+
+# ---- schedule, parameter groups, config -----------------------------------------------------
+
+
+def test_lr_warms_up_linearly_then_decays_by_cosine_to_min_lr():
+    cfg = TrainConfig(max_steps=110, lr=1.0, min_lr_ratio=0.1, warmup_steps=10)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(4, cfg) == pytest.approx(0.5)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)  # the top of the cosine
+    assert lr_at(60, cfg) == pytest.approx(0.55)  # halfway down: (1 + 0.1) / 2
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    assert lr_at(500, cfg) == pytest.approx(0.1)  # flat after max_steps
+    decay = [lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in itertools.pairwise(decay))
+
+
+def test_lr_without_warmup_starts_at_the_peak():
+    cfg = TrainConfig(max_steps=10, lr=3e-4, warmup_steps=0, min_lr_ratio=0.0)
+    assert lr_at(0, cfg) == pytest.approx(3e-4)
+    assert lr_at(10, cfg) == 0.0
+
+
+def test_param_groups_decay_matrices_and_embeddings_only():
+    model = Bigram()
+    frozen = nn.Parameter(torch.zeros(3, 3), requires_grad=False)
+    model.register_parameter("frozen", frozen)
+    decay, no_decay = param_groups(model, weight_decay=0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert ids(decay["params"]) == ids([model.emb.weight, model.head.weight])
+    assert ids(no_decay["params"]) == ids([model.head.bias, model.norm.weight, model.norm.bias])
+
+
+def ids(params) -> set[int]:
+    return {id(p) for p in params}
+
+
+def test_param_groups_count_a_tied_weight_once():
+    model = Bigram(width=VOCAB)
+    model.head.weight = model.emb.weight  # weight tying, as in GPT-2
+    decay, _ = param_groups(model, 0.1)
+    assert len(decay["params"]) == 1
+
+
+@pytest.mark.parametrize(
+    "bad", [{"grad_accum": 0}, {"dtype": "fp8"}, {"lr": 0.0}, {"min_lr_ratio": 2.0}]
+)
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="Invalid TrainConfig"):
+        TrainConfig(**bad)
+
+
+def test_autocast_policy_on_cpu_and_mps():
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "auto") is None
+    assert autocast_dtype(torch.device("mps"), "auto") is None
+    assert autocast_dtype(cpu, "float32") is None
+    assert autocast_dtype(cpu, "bfloat16") is torch.bfloat16
+    with pytest.raises(ValueError, match="CUDA only"):
+        autocast_dtype(cpu, "float16")
+
+
+# ---- training ------------------------------------------------------------------------------
+
+
+def test_loss_falls_on_an_easily_learnable_sequence():
+    torch.manual_seed(0)
+    cfg = config(max_steps=100, eval_interval=25)
+    trainer = Trainer(Bigram(), make_get_batch(periodic_stream()), cfg)
+    history = trainer.fit()
+    assert history.loss[0] > 1.5  # about ln 8 = 2.08 for a fresh model
+    assert np.mean(history.loss[-10:]) < 0.05
+    assert history.val_loss[-1] < 0.05 < history.val_loss[0]
+
+
+def test_history_records_every_step_and_every_evaluation():
+    cfg = config(max_steps=12, eval_interval=5)
+    history = Trainer(Bigram(), make_get_batch(periodic_stream()), cfg).fit()
+    assert history.step == list(range(12))
+    assert history.lr == [lr_at(s, cfg) for s in range(12)]
+    assert len(history.loss) == len(history.grad_norm) == 12
+    assert all(g > 0 and math.isfinite(g) for g in history.grad_norm)
+    assert history.eval_step == [0, 5, 10, 12]  # every 5 steps, and at the end
+    assert len(history.train_loss) == len(history.val_loss) == 4
+
+
+def test_fit_resumes_where_it_stopped_and_steps_limits_it():
+    trainer = Trainer(Bigram(), make_get_batch(periodic_stream()), config(max_steps=10))
+    trainer.fit(steps=3)
+    assert trainer.step == 3
+    trainer.fit()
+    assert trainer.step == 10 and trainer.history.step == list(range(10))
+    trainer.fit()  # nothing left to do
+    assert trainer.step == 10 and trainer.history.eval_step == [0, 3, 5, 10]
+
+
+def test_grad_norm_is_recorded_before_clipping():
+    trainer = Trainer(Bigram(), make_get_batch(random_stream()), config(grad_clip=1e-3))
+    trainer.train_step()
+    recorded = trainer.history.grad_norm[0]
+    grads = [p.grad for p in trainer.model.parameters()]
+    clipped = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    assert recorded > 0.01  # the norm the loss produced ...
+    assert clipped.item() == pytest.approx(1e-3, rel=1e-3)  # ... and what the optimizer used
+
+
+def test_accumulating_k_micro_batches_equals_one_batch_k_times_larger():
+    k, b = 4, 3
+    x, y = make_get_batch(random_stream(), batch=k * b)("train")
+
+    def micro_batches():
+        i = 0
+
+        def get_batch(split):
+            nonlocal i
+            part = slice((i % k) * b, (i % k + 1) * b)
+            i += 1
+            return x[part], y[part]
+
+        return get_batch
+
+    grads, losses = {}, {}
+    for accum, get_batch in [(1, lambda split: (x, y)), (k, micro_batches())]:
+        torch.manual_seed(0)  # the same initial weights for both
+        cfg = config(grad_accum=accum, grad_clip=None, eval_interval=0)
+        trainer = Trainer(Bigram(), get_batch, cfg)
+        trainer.train_step()  # gradients stay in .grad until the next step zeroes them
+        grads[accum] = [p.grad.clone() for p in trainer.model.parameters()]
+        losses[accum] = trainer.history.loss[0]
+    assert losses[k] == pytest.approx(losses[1], rel=1e-6)
+    for one, accumulated in zip(grads[1], grads[k]):
+        torch.testing.assert_close(accumulated, one, rtol=1e-5, atol=1e-7)
+
+
+def test_evaluate_runs_in_eval_mode_without_grad_and_restores_train_mode():
+    class Recorder(Bigram):
+        def forward(self, x, y=None):
+            self.seen.append((self.training, torch.is_grad_enabled()))
+            return super().forward(x, y)
+
+    model = Recorder(dropout=0.5)
+    fixed = make_get_batch(random_stream())("train")
+    trainer = Trainer(model, lambda split: fixed, config())
+    model.seen = []
+    model.train()
+    means = trainer.evaluate(steps=3)
+    assert model.seen == [(False, False)] * 6  # 3 batches x 2 splits
+    assert model.training
+    with torch.no_grad():
+        model.eval()
+        expected = model(*fixed)[1].item()
+    assert means == {"train": pytest.approx(expected), "val": pytest.approx(expected)}
+
+
+def test_evaluating_does_not_change_the_training_run():
+    runs = []
+    for eval_interval in (0, 1):
+        torch.manual_seed(0)
+        cfg = config(eval_interval=eval_interval)
+        trainer = Trainer(Bigram(dropout=0.2), make_get_batch(random_stream()), cfg)
+        runs.append(trainer.fit().loss)
+    assert runs[0] == runs[1]
+
+
+def test_loss_fn_trains_models_with_other_shapes():
+    # A regression "model" that doesn't follow forward(x, y) -> (logits, loss).
+    w = torch.randn(5, 1)
+
+    def get_batch(split):
+        x = torch.randn(16, 5)
+        return x, x @ w
+
+    def mse(model, batch):
+        x, y = batch
+        return F.mse_loss(model(x), y)
+
+    cfg = config(max_steps=100, lr=0.05, weight_decay=0.0)
+    history = Trainer(nn.Linear(5, 1), get_batch, cfg, loss_fn=mse).fit()
+    assert history.loss[-1] < 0.01 * history.loss[0]
+
+
+def test_a_non_scalar_loss_is_a_clear_error():
+    trainer = Trainer(
+        Bigram(), make_get_batch(random_stream()), config(),
+        loss_fn=lambda model, batch: model(*batch)[0].sum(-1),
+    )
+    with pytest.raises(TypeError, match="scalar tensor"):
+        trainer.fit()
+
+
+def test_progress_false_prints_nothing(capsys):
+    Trainer(Bigram(), make_get_batch(random_stream()), config(max_steps=3)).fit()
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# ---- non-finite losses ---------------------------------------------------------------------
+
+
+class BreaksAtCall(Bigram):
+    """Returns a NaN loss from its ``breaking_call``-th training forward on."""
+
+    def __init__(self, breaking_call: int) -> None:
+        super().__init__()
+        self.breaking_call, self.calls = breaking_call, 0
+
+    def forward(self, x, y=None):
+        logits, loss = super().forward(x, y)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.breaking_call:
+                loss = loss * float("nan")
+        return logits, loss
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "run.pt"
+    cfg = config(checkpoint_path=str(path), checkpoint_interval=2)
+    trainer = Trainer(BreaksAtCall(6), make_get_batch(random_stream()), cfg)
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 5") as raised:
+        trainer.fit()
+    assert isinstance(raised.value, RuntimeError)
+    message = str(raised.value)
+    assert "learning rate" in message and "grad_clip" in message
+    assert trainer.step == 5 and len(trainer.history.loss) == 5
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    saved = load_checkpoint(path)
+    assert saved["step"] == 4
+    assert all(torch.isfinite(t).all() for t in saved["model"].values())
+
+
+def test_a_nan_gradient_stops_training():
+    def loss_with_nan_gradient(model, batch):
+        w = model.head.weight
+        # sqrt(|w - w|) is 0, its gradient 0 * inf = nan.
+        return model(*batch)[1] + (w - w.detach()).abs().sqrt().sum()
+
+    trainer = Trainer(
+        Bigram(), make_get_batch(random_stream()), config(), loss_fn=loss_with_nan_gradient
+    )
+    with pytest.raises(NonFiniteLossError, match="gradient norm became nan at step 0"):
+        trainer.fit()
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sampler", ["torch", "numpy", "generator"])
+def test_a_resumed_run_repeats_the_uninterrupted_run_exactly(tmp_path, sampler):
+    """Train 20 steps straight; or train 10, save, rebuild everything, resume, train to 20."""
+    cfg = config(max_steps=20, grad_accum=2, eval_interval=3)
+
+    def fresh_trainer():
+        torch.manual_seed(123)  # the model's initialisation; Trainer(...) then seeds cfg.seed
+        generator = torch.Generator().manual_seed(7) if sampler == "generator" else None
+        get_batch = make_get_batch(random_stream(), sampler=sampler, generator=generator)
+        return Trainer(Bigram(dropout=0.3), get_batch, cfg, generator=generator)
+
+    straight = fresh_trainer()
+    straight.fit()
+
+    first_half = fresh_trainer()
+    first_half.fit(steps=10)
+    first_half.save(tmp_path / "half.pt")
+    del first_half
+
+    resumed = fresh_trainer()
+    resumed.resume(tmp_path / "half.pt")
+    assert resumed.step == 10
+    resumed.fit()
+
+    assert resumed.history.loss == straight.history.loss  # exactly, not approximately
+    assert resumed.history.grad_norm == straight.history.grad_norm
+    for a, b in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_loads_with_weights_only_and_holds_everything(tmp_path):
+    path = tmp_path / "sub" / "run.pt"
+    cfg = config(max_steps=4, checkpoint_path=str(path))
+    Trainer(Bigram(), make_get_batch(random_stream()), cfg).fit()
+    checkpoint = torch.load(path, weights_only=True)
+    assert {"model", "optimizer", "scaler", "step", "config", "history", "rng"} <= set(checkpoint)
+    assert checkpoint["step"] == 4 and checkpoint["config"]["max_steps"] == 4
+    assert checkpoint["history"]["step"] == [0, 1, 2, 3]
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_trainer_load_takes_the_saved_config_with_overrides(tmp_path):
+    path = tmp_path / "run.pt"
+    get_batch = make_get_batch(periodic_stream())
+    trainer = Trainer(Bigram(), get_batch, config(max_steps=6, lr=3e-3))
+    trainer.fit()
+    trainer.save(path, extra={"note": "hello"})
+
+    loaded = Trainer.load(path, Bigram(), get_batch, max_steps=9)
+    assert loaded.config.lr == 3e-3 and loaded.config.max_steps == 9
+    assert loaded.step == 6 and loaded.history.step == list(range(6))
+    loaded.fit()
+    assert loaded.step == 9
+    assert load_checkpoint(path)["extra"] == {"note": "hello"}
+
+
+def test_a_checkpoint_of_another_model_names_the_mismatched_keys(tmp_path):
+    path = tmp_path / "run.pt"
+    Trainer(Bigram(vocab=8), make_get_batch(random_stream()), config()).save(path)
+
+    class Deeper(Bigram):
+        def __init__(self):
+            super().__init__(vocab=9)
+            self.extra = nn.Linear(16, 16)
+
+    with pytest.raises(CheckpointMismatchError) as raised:
+        Trainer(Deeper(), make_get_batch(random_stream()), config()).resume(path)
+    message = str(raised.value)
+    assert str(path) in message
+    assert "emb.weight (checkpoint (8, 16), model (9, 16))" in message
+    assert "missing from the checkpoint: extra.bias, extra.weight" in message
+    assert "from scratch" in message
+
+
+def test_a_file_that_is_not_a_trainer_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(Bigram().state_dict(), path)
+    with pytest.raises(ValueError, match="not a checkpoint written by"):
+        load_checkpoint(path)
+
+
+def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.pt"
+    trainer = Trainer(Bigram(), make_get_batch(random_stream()), config(max_steps=4))
+    trainer.fit(steps=2)
+    trainer.save(path)
+    trainer.fit()
+
+    def save_half_then_fail(obj, f):
+        with open(f, "wb") as file:
+            file.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save(path)
+    assert load_checkpoint(path)["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    generator = torch.Generator().manual_seed(3)
+    torch.manual_seed(1)
+    np.random.seed(1)
+    np.random.normal()  # leaves a cached Gaussian in NumPy's state
+    torch.save(get_rng_state(generator), tmp_path / "rng.pt")
+
+    def draw():
+        import random
+
+        return (random.random(), np.random.normal(), torch.rand(2).tolist(),
+                torch.rand(2, generator=generator).tolist())
+
+    first = draw()
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True), generator)
+    assert draw() == first
+
+
+# ---- plotting ------------------------------------------------------------------------------
+
+
+def test_plot_history_draws_steps_and_evaluations():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = History(step=[0, 1, 2], lr=[1.0] * 3, loss=[3.0, 2.0, 1.0], grad_norm=[1.0] * 3,
+                      eval_step=[0, 2], train_loss=[3.0, 1.0], val_loss=[3.1, 1.2])
+    ax = plot_history(history, log_y=True)
+    assert len(ax.lines) == 3 and ax.get_yscale() == "log"
+    assert list(ax.lines[2].get_ydata()) == [3.1, 1.2]
+    _, ax2 = plt.subplots()
+    assert plot_history(history.to_dict(), ax=ax2) is ax2
+    plt.close("all")
+
+
+# ---- GPU (skipped without CUDA) ------------------------------------------------------------
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["auto", "float16", "bfloat16"])
+def test_mixed_precision_training_on_cuda(tmp_path, dtype):
+    if dtype == "bfloat16" and torch.cuda.get_device_capability()[0] < 8:
+        pytest.skip("this GPU only emulates bfloat16")
+    cfg = config(device="cuda", dtype=dtype, max_steps=100)
+    trainer = Trainer(Bigram(), make_get_batch(periodic_stream()), cfg)
+    native_bf16 = torch.cuda.get_device_capability()[0] >= 8
+    expected = {"auto": torch.bfloat16 if native_bf16 else torch.float16,
+                "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    assert trainer.amp_dtype is expected
+    assert trainer.scaler.is_enabled() == (expected is torch.float16)
+    with trainer._autocast():
+        logits, _ = trainer.model(torch.zeros(1, 4, dtype=torch.long, device="cuda"))
+    assert logits.dtype is expected
+    history = trainer.fit()
+    assert np.mean(history.loss[-5:]) < 0.2 * history.loss[0]
+    assert history.val_loss[-1] < history.val_loss[0]
+    trainer.save(tmp_path / "run.pt")
+    assert torch.load(tmp_path / "run.pt", weights_only=True)["step"] == 100
+    resumed = Trainer.load(tmp_path / "run.pt", Bigram(), make_get_batch(periodic_stream()))
+    assert resumed.step == 100 and resumed.device.type == "cuda"
+    assert resumed.scaler.state_dict() == trainer.scaler.state_dict()
+    resumed.fit(steps=5)
+    assert resumed.step == 105
+
+
+def test_heldout_loss_is_the_token_weighted_mean_over_every_target():
+    """Windows of unequal length are weighted by their tokens: the result equals the loss of
+    predicting every target once, computed here window by window."""
+    import numpy as np
+
+    from minigpt.gpt import GPT, GPTConfig
+    from minigpt.train import heldout_loss
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    ids = np.arange(30) % 11  # 29 targets: three windows of 8 and one of 5
+    mean, n = heldout_loss(model, ids, block_size=8, batch_size=2)
+    assert n == 29
+    total = 0.0
+    for start in range(0, 29, 8):
+        x = torch.as_tensor(ids[start : min(start + 8, 29)][None]).long()
+        y = torch.as_tensor(ids[start + 1 : min(start + 9, 30)][None]).long()
+        total += model(x, y)[1].item() * y.numel()
+    assert abs(mean - total / 29) < 1e-5
+    assert model.training  # mode restored
