@@ -51,33 +51,48 @@ GPT3_PF_DAYS_REPORTED = 3640
 PF_DAY_FLOPS = 1e15 * 86_400  # one petaFLOP/s sustained for a day = 8.64e19 FLOPs
 
 
+def _short(n: float) -> str:
+    """117e6 -> '117M', 1.5e9 -> '1.5B'."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+# Where each model's label sits relative to its point (points), so that none overlap.
+_LABEL_OFFSETS = {"GPT-1": (-8, 0), "GPT-2": (-8, 4), "GPT-3": (-8, 4), "InstructGPT": (8, -14)}
+
+
 def plot_timeline(ax=None, extra: tuple[tuple[str, float, float], ...] = ()):
-    """Parameters of the GPT series on a log scale over the four stages of language models.
+    """Parameters of the GPT series on a log scale, over the four stages of language models.
 
     ``extra`` adds points ``(label, year, params)``, e.g. the model you just trained."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4.5))
-    shades = ("#f2f2f2", "#e3edf7", "#fdf0dc", "#e6f4e6")
-    for (label, start, end), shade in zip(STAGES, shades):
+    shades = ("#ececec", "#dce8f5", "#fbe8c8", "#dcf0dc")
+    for (_label, start, end), shade in zip(STAGES, shades):
         ax.axvspan(start, end, color=shade, zorder=0)
-        ax.text((start + end) / 2, 3e11 * 30, label, ha="center", va="top", fontsize=8)
     for year, label in EVENTS:
         ax.axvline(year, color="grey", lw=0.7, ls=":", zorder=1)
-        ax.text(year, 2e3, label, rotation=90, fontsize=7, va="bottom", ha="right", color="dimgrey")
+        ax.text(year - 0.15, 2e3, label, rotation=90, fontsize=7.5, va="bottom", ha="right", color="dimgrey")
     for m in GPT_MODELS:
         ax.scatter(m.year, m.params, color="tab:blue", zorder=3)
-        ax.annotate(f"{m.name}\n{m.params:.3g} params", (m.year, m.params), textcoords="offset points",
-                    xytext=(-8, 8), ha="right", fontsize=8)
+        dx, dy = _LABEL_OFFSETS.get(m.name, (-8, 4))
+        ax.annotate(f"{m.name}: {_short(m.params)}", (m.year, m.params), textcoords="offset points",
+                    xytext=(dx, dy), ha="right" if dx < 0 else "left", va="bottom", fontsize=8.5)
     for label, year, params in extra:
-        ax.scatter(year, params, color="tab:red", marker="*", s=120, zorder=3)
-        ax.annotate(f"{label}\n{params:,.0f} params", (year, params), textcoords="offset points",
-                    xytext=(-8, 8), ha="right", fontsize=8, color="tab:red")
+        ax.scatter(year, params, color="tab:red", marker="*", s=140, zorder=3)
+        ax.annotate(f"{label}: {_short(params)}", (year, params), textcoords="offset points",
+                    xytext=(-8, 4), ha="right", va="bottom", fontsize=8.5, color="tab:red")
     ax.set_yscale("log")
-    ax.set_ylim(1e3, 3e11 * 60)
-    ax.set_xlim(1990, 2027)
+    ax.set_ylim(1e3, 1e13)
+    ax.set_xlim(1998, 2027)
     ax.set_xlabel("year")
     ax.set_ylabel("parameters (log scale)")
-    ax.set_title("From counting to ChatGPT: the four stages and the growth of GPT")
+    ax.set_title("From counting to ChatGPT: the four stages, and the growth of GPT")
+    legend = [Patch(color=shade, label=label.replace("\n", " ")) for (label, *_), shade in zip(STAGES, shades)]
+    ax.legend(handles=legend, loc="upper left", fontsize=8, title="stage (Tao et al. 2023)", title_fontsize=8)
     return ax

@@ -75,5 +75,18 @@ def test_hygiene_catches_stale_and_out_of_order_outputs():
 def test_setup_cell_installs_without_touching_torch():
     src = course.setup_cell_source()
     assert "--no-deps" in src and course.REPO_URL in src
-    assert "torch" not in src and "ipywidgets" not in src
+    code = "\n".join(ln for ln in src.splitlines() if not ln.lstrip().startswith("#"))
+    assert "torch" not in code and "ipywidgets" not in code
     compile(src, "<setup>", "exec")  # valid Python, no magics
+
+
+NBVAL_MARKERS = {"# NBVAL_IGNORE_OUTPUT", "# NBVAL_CHECK_OUTPUT", "# NBVAL_RAISES_EXCEPTION", "# NBVAL_SKIP"}
+
+
+@pytest.mark.parametrize("path", RUN, ids=rel)
+def test_nbval_markers_are_spelled_so_nbval_sees_them(path):
+    """nbval only honours a marker alone on its line: `# NBVAL_IGNORE_OUTPUT: why` is ignored."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        for line in cell.source.splitlines():
+            if "NBVAL_" in line:
+                assert line.strip() in NBVAL_MARKERS, f"{line!r}: put the marker alone on its line"
