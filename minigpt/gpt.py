@@ -165,3 +165,25 @@ class GPT(nn.Module):
             idx = torch.cat([idx, nxt], dim=1)
         self.train(was_training)
         return idx
+
+
+def sample(
+    model: GPT,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = 0,
+) -> str:
+    """Text from ``model``: ``prompt`` followed by ``max_new_tokens`` sampled tokens.
+
+    ``tokenizer`` is any of the course's tokenizers (it needs ``encode`` and ``decode``).
+    ``seed`` makes the draw repeatable (None: use torch's global generator)."""
+    dev = next(model.parameters()).device
+    if not prompt:
+        raise ValueError("give a prompt of at least one character: the model continues it")
+    idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=dev)
+    gen = torch.Generator(dev).manual_seed(seed) if seed is not None else None
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
+    return tokenizer.decode(out[0].tolist())
