@@ -1,9 +1,4 @@
-"""Checks for the exercise notebooks (``exercises/NN_topic.ipynb``).
-
-Each exercise cell asks the learner to write a function; the check cell after it calls
-``checks.check_...(their_function)``. A check either prints what passed or raises an
-``AssertionError`` that says what is wrong and how to fix it. An untouched stub raises
-``NotImplementedError``, which a check turns into :class:`NotDoneYet` with a hint.
+"""Checks for exercises/00_welcome.ipynb: bits per byte, a character tokenizer, training compute.
 
 The checks compare against the package's own implementation on inputs chosen to catch the
 usual mistakes (nats vs bits, tokens vs bytes, off-by-one vocabularies).
@@ -15,26 +10,8 @@ import math
 from collections.abc import Callable
 
 from minigpt import metrics
-
-
-class NotDoneYet(AssertionError):
-    """The exercise still holds its stub."""
-
-
-def _call(task: str, hint: str, fn: Callable, *args):
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise NotDoneYet(
-            f"{task} is not done yet: replace `raise NotImplementedError` with your code. Hint: {hint}"
-        ) from None
-
-
-def _passed(task: str, what: str) -> None:
-    print(f"\u2713 {task} passed: {what}")
-
-
-# --- exercises/00_welcome.ipynb -----------------------------------------------------------
+from minigpt.checks._base import call as _call
+from minigpt.checks._base import passed as _passed
 
 
 def check_bits_per_byte(bits_per_byte: Callable[[float, int, int], float]) -> None:
