@@ -5,11 +5,12 @@ Each exercise cell asks the learner to write a function; the check cell after it
 ``AssertionError`` that says what is wrong and how to fix it. An untouched stub raises
 ``NotImplementedError``, which a check turns into :class:`NotDoneYet` with a hint.
 
-Write a new topic's checks in ``minigpt/checks/<topic>.py`` with the helpers in ``_base``,
-and import them here.
+A topic's checks live in ``minigpt/checks/<topic>.py``, built with the helpers in ``_base``;
+each module lists its checks in ``__all__`` and is star-imported here.
 """
 
 from minigpt.checks._base import NotDoneYet
-from minigpt.checks.welcome import check_bits_per_byte, check_char_codec, check_training_compute
-
-__all__ = ["NotDoneYet", "check_bits_per_byte", "check_char_codec", "check_training_compute"]
+from minigpt.checks.ngram import *  # noqa: F403
+from minigpt.checks.rnn import *  # noqa: F403
+from minigpt.checks.welcome import *  # noqa: F403
+from minigpt.checks.word2vec import *  # noqa: F403

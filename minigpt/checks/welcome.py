@@ -13,6 +13,8 @@ from minigpt import metrics
 from minigpt.checks._base import call as _call
 from minigpt.checks._base import passed as _passed
 
+__all__ = ["check_bits_per_byte", "check_char_codec", "check_training_compute"]
+
 
 def check_bits_per_byte(bits_per_byte: Callable[[float, int, int], float]) -> None:
     """Task: ``bits_per_byte(mean_loss_nats, n_tokens, n_bytes)``."""
