@@ -378,6 +378,30 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
+# ---- text8 (added for chapter 02, word2vec): an opt-in download, unzipped on load ------------
+TEXT8_SHA256 = "6e890197040d37d85beb962ae1f041ff1d9a9ca8d20c7d99c85027eebf51dca7"  # unzipped
+
+
+def _unzip_text8(path: Path) -> str:
+    """text8.zip -> its one member, 100,000,000 characters of lowercase words, sha256 checked."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        raw = archive.read("text8")
+    if _sha256_bytes(raw) != TEXT8_SHA256:
+        raise CorpusUnavailableError(f"{path} unzips to a text8 whose sha256 is not "
+                                     f"{TEXT8_SHA256}; delete the file and load it again.")
+    return raw.decode("ascii")
+
+
+CORPORA["text8"] = Corpus(
+    "text8", "Matt Mahoney's text8: the first 10^8 bytes of English Wikipedia (2006), cleaned",
+    "100 M characters, 17 M words", "mattmahoney.net/dc/textdata.html (download, 31 MB zip)",
+    url="http://mattmahoney.net/dc/text8.zip",
+    sha256="a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232",
+    filename="text8.zip", postprocess=_unzip_text8)
+
+
 def list_corpora() -> Listing:
     """Every known corpus as (name, description, size, offline, source) rows; prints as a table."""
     return Listing(CorpusRow(c.name, c.description, c.size, c.offline, c.source)

@@ -14,6 +14,8 @@ import html
 import ipywidgets as W
 
 from minigpt.gpt import GPT, sample
+from minigpt.ngram import SMOOTHINGS, NGramLM
+from minigpt.word2vec import WordVectors, parse_analogy
 
 
 def sampler(model: GPT, tokenizer, prompt: str = "The ", max_new_tokens: int = 200) -> W.VBox:
@@ -48,3 +50,83 @@ def sampler(model: GPT, tokenizer, prompt: str = "The ", max_new_tokens: int = 2
         control.observe(refresh, names="value")
     refresh()
     return W.VBox([W.VBox(controls), out])
+
+
+def ngram_explorer(model: NGramLM, context: str = "the history of", k: int = 10) -> W.VBox:
+    """The next-token distribution of an n-gram model, with knobs for order and smoothing.
+
+    ``model`` holds the counts (up to ``model.counts.max_order``); each order and smoothing is
+    a ``model.variant``. Shows the context as the model sees it (its last n-1 tokens) and the
+    ``k`` likeliest next tokens from ``NGramLM.next_distribution``. Controls are
+    ``children[0].children`` (context, order, smoothing, k); the table is ``children[1].value``."""
+    style = {"description_width": "90px"}
+    controls = [
+        W.Text(value=context, description="context", style=style, continuous_update=False),
+        W.Dropdown(options=list(range(1, model.counts.max_order + 1)), value=model.order,
+                   description="order n", style=style),
+        W.Dropdown(options=list(SMOOTHINGS), value=model.smoothing, description="smoothing",
+                   style=style),
+        W.IntSlider(value=k, min=1, max=30, description="top k", style=style,
+                    continuous_update=False),
+    ]
+    out = W.HTML()
+    variants: dict[tuple[int, str], NGramLM] = {}
+
+    def refresh(_change=None) -> None:
+        text, order, smoothing, top_k = (c.value for c in controls)
+        lm = variants.setdefault((order, smoothing), model.variant(order=order, smoothing=smoothing))
+        try:
+            seen = " ".join(lm.context_used(text)) or "(nothing: a unigram model ignores context)"
+            rows = "".join(
+                f"<tr><td>{html.escape(repr(token))}</td><td>{p:.4f}</td><td><div style='background:"
+                f"#4c72b0;height:10px;width:{max(1, round(300 * p))}px'></div></td></tr>"
+                for token, p in lm.next_distribution(text, top_k))
+            out.value = (f"<p>the model sees: <b>{html.escape(seen)}</b></p>"
+                         f"<table><tr><th>next</th><th>p</th><th></th></tr>{rows}</table>")
+        except ValueError as err:  # e.g. a character the tokenizer has never seen
+            out.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+
+    for control in controls:
+        control.observe(refresh, names="value")
+    refresh()
+    return W.VBox([W.VBox(controls), out])
+
+
+def _ranked(rows: list[tuple[str, float]]) -> str:
+    """Words and cosine similarities as a small HTML table."""
+    body = "".join(f"<tr><td>{html.escape(w)}</td><td style='text-align:right'>{s:.3f}</td></tr>"
+                   for w, s in rows)
+    return f"<table><tr><th>word</th><th>cosine</th></tr>{body}</table>"
+
+
+def word_explorer(vectors: WordVectors, word: str = "king", query: str = "man:king::woman",
+                  k: int = 10) -> W.VBox:
+    """Type a word to see its ``k`` nearest neighbours; type ``a:b::c`` to see the answers to
+    "a is to b as c is to ?" (``WordVectors.neighbours`` and ``WordVectors.analogy``).
+
+    Returns the widget: ``children[0]`` holds the word box and its table, ``children[1]`` the
+    analogy box and its table (``.children[0].value`` to type, ``.children[1].value`` the HTML).
+    Unknown words and malformed analogies show the error message instead of a table."""
+    style = {"description_width": "70px"}
+    word_box = W.Text(value=word, description="word", style=style, continuous_update=False)
+    analogy_box = W.Text(value=query, description="a:b::c", style=style, continuous_update=False)
+    neighbours_out, analogy_out = W.HTML(), W.HTML()
+
+    def show(out: W.HTML, compute) -> None:
+        try:
+            out.value = _ranked(compute())
+        except (KeyError, ValueError) as err:  # an unknown word, or not three words
+            message = err.args[0] if err.args else str(err)
+            out.value = f"<span style='color:#b00'>{html.escape(str(message))}</span>"
+
+    def refresh_word(_change=None) -> None:
+        show(neighbours_out, lambda: vectors.neighbours(word_box.value.strip().lower(), k))
+
+    def refresh_analogy(_change=None) -> None:
+        show(analogy_out, lambda: vectors.analogy(*parse_analogy(analogy_box.value), k=k))
+
+    word_box.observe(refresh_word, names="value")
+    analogy_box.observe(refresh_analogy, names="value")
+    refresh_word()
+    refresh_analogy()
+    return W.VBox([W.VBox([word_box, neighbours_out]), W.VBox([analogy_box, analogy_out])])

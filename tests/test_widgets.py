@@ -44,3 +44,62 @@ def test_sampler_reports_bad_prompts_instead_of_failing():
     assert "not in this CharTokenizer" in box.children[1].value
     prompt.value = ""
     assert "at least one character" in box.children[1].value
+
+
+def test_ngram_explorer_shows_the_distribution_and_follows_its_knobs():
+    from minigpt.ngram import NGramLM
+    from minigpt.tokenizers import CharTokenizer as Chars
+    from minigpt.tokenizers import WordTokenizer
+
+    text = "the cat sat on the mat. the dog sat on the log."
+    words = WordTokenizer.fit(text)
+    lm = NGramLM.fit(text, words, order=3)
+    box = widgets.ngram_explorer(lm, context="the dog sat on", k=3)
+    _context, order, smoothing, top_k = box.children[0].children
+    shown = box.children[1].value
+    assert "the model sees: <b>sat on</b>" in shown
+    best, p = lm.next_distribution("the dog sat on", 3)[0]
+    assert f"&#x27;{best}&#x27;</td><td>{p:.4f}" in shown and shown.count("<tr>") == 4
+    order.value = 1
+    assert "a unigram model ignores context" in box.children[1].value
+    smoothing.value = "addk"
+    unigram_addk = lm.variant(order=1, smoothing="addk").next_distribution("", 3)
+    assert f"{unigram_addk[0][1]:.4f}" in box.children[1].value
+    top_k.value = 5
+    assert box.children[1].value.count("<tr>") == 6
+    chars = NGramLM.fit("abcab", Chars.fit("abc"), order=2)
+    box = widgets.ngram_explorer(chars, context="ab")
+    box.children[0].children[0].value = "xyz"  # not in the character vocabulary
+    assert "not in this CharTokenizer" in box.children[1].value
+
+
+def toy_word_vectors():
+    import numpy as np
+
+    from minigpt.word2vec import WordVectors
+
+    words = ["man", "woman", "king", "queen", "apple", "pear"]
+    vecs = np.array([[1, 0, 0], [-1, 0, 0], [1, 1, 0], [-1, 1, 0], [0, 0, 1], [0.1, 0, 1]], float)
+    return WordVectors(words, vecs)
+
+
+def test_word_explorer_shows_neighbours_and_analogies_as_you_type():
+    wv = toy_word_vectors()
+    box = widgets.word_explorer(wv, word="apple", query="man:king::woman", k=3)
+    (word, neighbours), (query, answers) = box.children[0].children, box.children[1].children
+    assert "<td>pear</td>" in neighbours.value.split("</tr>")[1]  # the nearest word
+    assert f"{wv.similarity('apple', 'pear'):.3f}" in neighbours.value
+    assert "<td>queen</td>" in answers.value.split("</tr>")[1]  # the first answer
+    word.value = "king"
+    assert wv.neighbours("king", 1)[0][0] in neighbours.value.split("</tr>")[1]
+    query.value = "woman : queen :: man"
+    assert "<td>king</td>" in answers.value.split("</tr>")[1]
+
+
+def test_word_explorer_reports_bad_input_instead_of_failing():
+    box = widgets.word_explorer(toy_word_vectors(), word="apple")
+    (word, neighbours), (query, answers) = box.children[0].children, box.children[1].children
+    word.value = "banana"
+    assert "not in the vocabulary" in neighbours.value and "<table" not in neighbours.value
+    query.value = "man:king"
+    assert "a:b::c" in answers.value
