@@ -25,7 +25,7 @@ def test_sample_continues_the_prompt_repeatably():
 def test_sampler_shows_the_sample_and_resamples_when_a_knob_moves():
     model = tiny_model()
     box = widgets.sampler(model, TOK, prompt="ab", max_new_tokens=20)
-    prompt, temperature, top_k, seed, length = box.children[0].children
+    _prompt, temperature, top_k, seed, _length = box.children[0].children
     shown = box.children[1].value
     expected = sample(model, TOK, "ab", 20, temperature.value, None, 0)
     assert "<b>ab</b>" in shown and expected[2:].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in shown
