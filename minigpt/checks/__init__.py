@@ -12,5 +12,6 @@ each module lists its checks in ``__all__`` and is star-imported here.
 from minigpt.checks._base import NotDoneYet as NotDoneYet  # re-exported for the notebooks
 from minigpt.checks.ngram import *  # noqa: F403
 from minigpt.checks.rnn import *  # noqa: F403
+from minigpt.checks.tokenization import *  # noqa: F403
 from minigpt.checks.welcome import *  # noqa: F403
 from minigpt.checks.word2vec import *  # noqa: F403
