@@ -346,7 +346,7 @@ def _apply_merge(
     grown = set()
     for w in where.pop(pair, ()):
         old = words[w]
-        new, sites = _merge_word(old, pair, new_id)
+        new, sites = merge_word(old, pair, new_id)
         if not sites:  # the index is lazy too: an earlier merge took this word's pairs
             continue
         n = freqs[w]
@@ -365,7 +365,7 @@ def _apply_merge(
     return {p for p in grown if pair_counts.get(p, 0) > 0}
 
 
-def _merge_word(word: list[int], pair: Pair, new_id: int) -> tuple[list[int], list[int]]:
+def merge_word(word: list[int], pair: Pair, new_id: int) -> tuple[list[int], list[int]]:
     """Replace each occurrence of ``pair`` in ``word`` by ``new_id``, left to right.
     Returns the new word and the positions of the merged tokens in it."""
     a, b = pair

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 
+from minigpt.bpe import merge_word
 from minigpt.checks._base import call as _call
 from minigpt.checks._base import passed as _passed
 
@@ -22,18 +23,6 @@ __all__ = ["check_bytes_per_token", "check_count_pairs", "check_merge"]
 
 def _pairs(ids: Sequence[int]) -> Counter:
     return Counter(pairwise(ids))
-
-
-def _merge(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
 
 
 def check_count_pairs(count_pairs: Callable[[list[int]], dict]) -> None:
@@ -67,7 +56,7 @@ def check_merge(merge: Callable[[list[int], tuple[int, int], int], list[int]]) -
     ]
     for ids, pair, new_id in cases:
         got = _call(task, hint, merge, list(ids), pair, new_id)
-        want = _merge(ids, pair, new_id)
+        want = merge_word(list(ids), pair, new_id)[0]
         if got is None or list(got) != want:
             tip = ""
             if got is not None and len(ids) > 1 and list(got) == want[:-1]:
