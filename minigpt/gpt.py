@@ -3,7 +3,8 @@
     >>> from minigpt.gpt import GPT, GPTConfig
     >>> model = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=2, n_embd=64))
     >>> logits, loss = model(x, y)            # x, y: (B, T) token ids; loss is mean cross-entropy
-    >>> out = model.generate(prompt_ids, max_new_tokens=100, temperature=0.8, top_k=20)
+    >>> out = model.generate(prompt_ids, max_new_tokens=100, temperature=0.8, top_p=0.9)
+    >>> model = GPT(GPTConfig.preset("micro", vocab_size=65))    # named sizes: see PRESETS
 
 The model is the GPT-2 recipe at toy scale: token and learned position embeddings, a stack of
 pre-norm blocks (LayerNorm -> causal self-attention -> residual, LayerNorm -> MLP -> residual),
@@ -11,14 +12,18 @@ a final LayerNorm, and an output layer that shares its weights with the token em
 (weight tying). Attention uses ``torch.nn.functional.scaled_dot_product_attention``, which
 picks a fused kernel where one exists.
 
-Deliberately left out here: attention written out by hand, other position encodings and
-encoder-only variants (chapter 04), KV caching and top-p sampling (chapter 06).
+Generation (chapter 06): ``sample_next`` draws one token with temperature (0 means greedy),
+top-k and top-p (nucleus) filtering; ``generate`` keeps a ``KVCache`` of every layer's keys and
+values, so each new token costs one position's work instead of re-reading the whole window.
+
+Attention written out by hand, other position encodings and the encoder-only and
+encoder-decoder variants live in ``minigpt.attention`` (chapter 04).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -35,12 +40,72 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear layers and LayerNorms
 
+    def __post_init__(self) -> None:
+        rules = [
+            (self.vocab_size >= 1, "vocab_size must be >= 1"),
+            (self.block_size >= 1, "block_size must be >= 1"),
+            (self.n_layer >= 1, "n_layer must be >= 1"),
+            (self.n_head >= 1 and self.n_embd % self.n_head == 0,
+             "n_embd must be a positive multiple of n_head"),
+            (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+        ]
+        broken = [message for ok, message in rules if not ok]
+        if broken:
+            raise ValueError("Invalid GPTConfig: " + "; ".join(broken) + f". Got {self}.")
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int, **overrides) -> GPTConfig:
+        """The named size ``name`` (a key of ``PRESETS``) for ``vocab_size`` tokens; any field can
+        be overridden, e.g. ``GPTConfig.preset("mini", 65, dropout=0.1)``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} "
+                             "(or build GPTConfig(...) with your own sizes)")
+        return replace(PRESETS[name], vocab_size=vocab_size, **overrides)
+
+
+# Named sizes, smallest first. vocab_size=1 is a placeholder that GPTConfig.preset replaces.
+# "gpt2" is GPT-2 small's shape (Radford et al. 2019: 12 layers, 768 wide, 1,024 context):
+# 124 M parameters with its 50,257-token vocabulary, far too big for a laptop; it is here to
+# show where the family ends.
+PRESETS: dict[str, GPTConfig] = {
+    "nano": GPTConfig(vocab_size=1, block_size=64, n_layer=2, n_head=2, n_embd=64),
+    "micro": GPTConfig(vocab_size=1, block_size=128, n_layer=4, n_head=4, n_embd=128),
+    "mini": GPTConfig(vocab_size=1, block_size=256, n_layer=6, n_head=6, n_embd=192),
+    "small": GPTConfig(vocab_size=1, block_size=256, n_layer=8, n_head=8, n_embd=384, dropout=0.1),
+    "gpt2": GPTConfig(vocab_size=1, block_size=1024, n_layer=12, n_head=12, n_embd=768, dropout=0.1),
+}
+
+
+class KVCache:
+    """The keys and values every attention layer has computed so far, for ``GPT.generate``.
+
+    A new token's query must meet the keys and values of all earlier tokens. Without a cache,
+    each generation step recomputes them for the whole window; with it, a step computes one
+    position and appends it. ``layers[i]`` is ``(k, v)`` of shape (B, n_head, T, head_size).
+    """
+
+    def __init__(self, n_layer: int):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
+
+    def __len__(self) -> int:
+        """How many positions are cached."""
+        first = self.layers[0]
+        return 0 if first is None else first[0].size(2)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new positions' ``k``, ``v`` to ``layer``'s; return all of them."""
+        past = self.layers[layer]
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        self.layers[layer] = (k, v)
+        return k, v
+
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
-        if cfg.n_embd % cfg.n_head:
-            raise ValueError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}")
+        self.layer = layer  # which slot of a KVCache is this layer's
         self.n_head = cfg.n_head
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -48,13 +113,20 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # each (B, T, C)
         # (B, T, C) -> (B, n_head, T, head_size): each head attends on its own slice
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, n_head, past + T, head_size)
+        past = k.size(2) - T  # positions before these T
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        if past == 0:  # the usual case: T queries over the same T keys, causal
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        else:  # new query i (position past + i) may see keys 0 .. past + i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_drop(self.proj(y))
 
@@ -74,16 +146,26 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm Transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache)
         return x + self.mlp(self.ln2(x))
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise ValueError, saying what is allowed, for sampling settings that make no sense."""
+    if not temperature >= 0:  # also catches NaN
+        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
 
 
 def sample_next(
@@ -91,15 +173,32 @@ def sample_next(
     temperature: float = 1.0,
     top_k: int | None = None,
     generator: torch.Generator | None = None,
+    *,
+    top_p: float | None = None,
 ) -> torch.Tensor:
     """One token per row, drawn from next-token ``logits`` (B, vocab_size) -> (B, 1).
 
-    Every language model of the course samples with this: divide the logits by the
-    temperature, keep the ``top_k`` largest (if given), softmax, draw."""
+    Every language model of the course samples with this:
+    - ``temperature`` divides the logits: < 1 sharpens the distribution, > 1 flattens it, and
+      0 is greedy decoding (always the likeliest token; the other knobs then do nothing);
+    - ``top_k`` keeps only the k likeliest tokens;
+    - ``top_p`` (nucleus sampling, Holtzman et al. 2020) keeps the smallest set of likeliest
+      tokens whose probabilities add up to at least ``top_p``: few tokens where the model is
+      sure, many where it is not.
+    What survives is renormalised (softmax) and one token is drawn from it."""
+    check_sampling(temperature, top_k, top_p)
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        probs, order = F.softmax(logits, dim=-1).sort(dim=-1, descending=True)
+        before = probs.cumsum(dim=-1) - probs  # probability of the likelier tokens
+        drop_sorted = before >= top_p  # the set had reached top_p before this token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
     return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
 
 
@@ -112,7 +211,7 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # weight tying: one matrix reads and writes tokens
@@ -138,15 +237,25 @@ class GPT(nn.Module):
         return n - self.pos_emb.weight.numel() if non_embedding else n
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab_size) for token ids ``idx`` (B, T), and the mean cross-entropy
+        against ``targets`` (B, T) if given. With a ``cache``, ``idx`` holds only the new tokens:
+        they sit at positions ``len(cache)`` onwards and attend to the cached ones too."""
         B, T = idx.shape
-        if T > self.cfg.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size={self.cfg.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        past = 0 if cache is None else len(cache)
+        if past + T > self.cfg.block_size:
+            raise ValueError(
+                f"{past + T} tokens do not fit in the context of {self.cfg.block_size} "
+                "(block_size): pass at most block_size tokens, e.g. idx[:, -block_size:]"
+            )
+        pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, cache)
         logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
@@ -161,41 +270,60 @@ class GPT(nn.Module):
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        *,
+        top_p: float | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
-        """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens, one at a time.
+        """Extend ``idx`` (B, T) by ``max_new_tokens`` tokens, one at a time; (B, T + new).
 
-        ``temperature`` < 1 sharpens the distribution, > 1 flattens it; ``top_k`` keeps only
-        the k most likely tokens. Returns (B, T + max_new_tokens)."""
-        if temperature <= 0:
-            raise ValueError("temperature must be > 0 (use a small value such as 0.01 for near-greedy)")
+        Sampling knobs as in ``sample_next`` (``temperature=0``: greedy). With ``use_cache``
+        the prompt is read once and every later step feeds only the newest token, reusing the
+        cached keys and values. Once the text outgrows ``block_size`` the model can only see
+        the last ``block_size`` tokens, whose positions shift at every step, so from then on
+        each step re-reads that window (exactly what ``use_cache=False`` does throughout)."""
+        check_sampling(temperature, top_k, top_p)
+        if idx.size(1) > self.cfg.block_size:
+            raise ValueError(
+                f"the prompt has {idx.size(1)} tokens but the model reads at most "
+                f"{self.cfg.block_size} (block_size): shorten it, e.g. keep idx[:, -block_size:]"
+            )
+        if idx.size(1) == 0:
+            raise ValueError("the prompt is empty: give at least one token to continue")
         was_training = self.training
         self.eval()
+        cache = KVCache(self.cfg.n_layer) if use_cache else None
         for _ in range(max_new_tokens):
-            context = idx[:, -self.cfg.block_size :]  # the model sees at most block_size tokens
-            logits, _ = self(context)
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, generator)  # (B, 1)
+            if cache is not None and idx.size(1) <= self.cfg.block_size:
+                new = idx[:, len(cache):]  # the whole prompt first, then one token a step
+                logits, _ = self(new, cache=cache)
+            else:
+                logits, _ = self(idx[:, -self.cfg.block_size :])
+            nxt = sample_next(logits[:, -1, :], temperature, top_k, generator, top_p=top_p)
             idx = torch.cat([idx, nxt], dim=1)
         self.train(was_training)
         return idx
 
 
 def sample(
-    model: GPT,
+    model: nn.Module,
     tokenizer,
     prompt: str,
     max_new_tokens: int = 200,
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int | None = 0,
+    top_p: float | None = None,
 ) -> str:
     """Text from ``model``: ``prompt`` followed by ``max_new_tokens`` sampled tokens.
 
-    ``tokenizer`` is any of the course's tokenizers (it needs ``encode`` and ``decode``).
+    ``model`` is any of the course's language models with a ``generate`` method (GPT, the
+    RNNs); ``tokenizer`` any of its tokenizers (it needs ``encode`` and ``decode``).
     ``seed`` makes the draw repeatable (None: use torch's global generator)."""
     dev = next(model.parameters()).device
     if not prompt:
         raise ValueError("give a prompt of at least one character: the model continues it")
     idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=dev)
     gen = torch.Generator(dev).manual_seed(seed) if seed is not None else None
-    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=gen)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k,
+                         generator=gen, top_p=top_p)
     return tokenizer.decode(out[0].tolist())

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.data import get_batch as random_windows
-from minigpt.gpt import sample_next
+from minigpt.gpt import check_sampling, sample_next
 
 __all__ = [
     "KINDS",
@@ -76,11 +76,6 @@ def detach_state(state: State | None) -> State | None:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
-
-
-def _check_temperature(temperature: float) -> None:
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 (use a small value such as 0.01 for near-greedy)")
 
 
 def _check_ids(x: Tensor, vocab_size: int) -> None:
@@ -137,14 +132,16 @@ class NPLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+                 top_k: int | None = None, generator: torch.Generator | None = None, *,
+                 top_p: float | None = None) -> Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens (as ``GPT.generate``)."""
-        _check_temperature(temperature)
+        check_sampling(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.context:])  # the window is all the model can see
-            idx = torch.cat([idx, sample_next(logits[:, -1], temperature, top_k, generator)], 1)
+            nxt = sample_next(logits[:, -1], temperature, top_k, generator, top_p=top_p)
+            idx = torch.cat([idx, nxt], 1)
         self.train(was_training)
         return idx
 
@@ -312,17 +309,18 @@ class RNNLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+                 top_k: int | None = None, generator: torch.Generator | None = None, *,
+                 top_p: float | None = None) -> Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens (as ``GPT.generate``).
 
         The prompt is read once; each new token then costs one step, since the state holds
         everything the model keeps of the past (a Transformer re-reads its whole window)."""
-        _check_temperature(temperature)
+        check_sampling(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
         logits, state = self.forward_with_state(idx)
         for _ in range(max_new_tokens):
-            nxt = sample_next(logits[:, -1], temperature, top_k, generator)  # (B, 1)
+            nxt = sample_next(logits[:, -1], temperature, top_k, generator, top_p=top_p)  # (B, 1)
             idx = torch.cat([idx, nxt], dim=1)
             logits, state = self.forward_with_state(nxt, state)
         self.train(was_training)

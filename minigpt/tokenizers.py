@@ -372,14 +372,42 @@ FORMAT_VERSION = 1
 _KINDS = {"char": CharTokenizer, "word": WordTokenizer, "bpe": BPETokenizer}
 
 
-def save_tokenizer(tok: CharTokenizer | WordTokenizer | BPETokenizer, path: str | Path) -> None:
-    """Write ``tok`` to ``path`` as JSON; ``load_tokenizer`` reads it back."""
+def tokenizer_to_dict(tok: CharTokenizer | WordTokenizer | BPETokenizer) -> dict:
+    """``tok`` as plain JSON-able values, tagged with its kind and format version. It goes in a
+    JSON file (``save_tokenizer``) or in a checkpoint next to the model that reads its ids."""
     kind = next((k for k, cls in _KINDS.items() if isinstance(tok, cls)), None)
     if kind is None:
         known = ", ".join(cls.__name__ for cls in _KINDS.values())
         raise TypeError(f"cannot save a {type(tok).__name__}; known: {known}")
-    data = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **tok.to_dict()}
-    Path(path).write_text(json.dumps(data), encoding="utf-8")
+    return {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **tok.to_dict()}
+
+
+def tokenizer_from_dict(data: object, source: str = "the data"
+                        ) -> CharTokenizer | WordTokenizer | BPETokenizer:
+    """The tokenizer ``tokenizer_to_dict`` described; ``source`` names where ``data`` came from
+    in the error raised if it is not such a description."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f'{source} is not a minigpt tokenizer (no "format": "{FORMAT}")')
+    if data.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{source} has format version {data.get('version')!r}; this minigpt reads version "
+            f"{FORMAT_VERSION}. Update minigpt, or re-create the tokenizer."
+        )
+    kind = data.get("kind")
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(
+            f"{source} holds an unknown kind of tokenizer {kind!r}; known: {', '.join(_KINDS)}"
+        )
+    try:
+        return cls.from_dict(data)
+    except Exception as e:  # missing fields, wrong types, bad merges or pattern
+        raise ValueError(f"{source} is a corrupt minigpt {kind} tokenizer: {e!r}") from e
+
+
+def save_tokenizer(tok: CharTokenizer | WordTokenizer | BPETokenizer, path: str | Path) -> None:
+    """Write ``tok`` to ``path`` as JSON; ``load_tokenizer`` reads it back."""
+    Path(path).write_text(json.dumps(tokenizer_to_dict(tok)), encoding="utf-8")
 
 
 def load_tokenizer(path: str | Path) -> CharTokenizer | WordTokenizer | BPETokenizer:
@@ -388,20 +416,4 @@ def load_tokenizer(path: str | Path) -> CharTokenizer | WordTokenizer | BPEToken
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} is not a minigpt tokenizer file: it is not JSON ({e})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f'{path} is not a minigpt tokenizer file (no "format": "{FORMAT}")')
-    if data.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has format version {data.get('version')!r}; this minigpt reads version "
-            f"{FORMAT_VERSION}. Update minigpt, or re-create the tokenizer."
-        )
-    kind = data.get("kind")
-    cls = _KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ValueError(
-            f"{path} holds an unknown kind of tokenizer {kind!r}; known: {', '.join(_KINDS)}"
-        )
-    try:
-        return cls.from_dict(data)
-    except Exception as e:  # missing fields, wrong types, bad merges or pattern
-        raise ValueError(f"{path} is a corrupt minigpt {kind} tokenizer file: {e!r}") from e
+    return tokenizer_from_dict(data, source=f"{path}")

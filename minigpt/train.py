@@ -314,7 +314,8 @@ class Trainer:
             own, so that checkpoints save and restore it.
 
     Attributes: ``model``, ``config``, ``device``, ``optimizer``, ``scaler``, ``step`` (updates
-    made so far) and ``history``.
+    made so far), ``history``, and ``checkpoint_extra``: plain values (e.g. the model's
+    settings) that every checkpoint ``fit`` writes carries under ``"extra"``.
     """
 
     def __init__(
@@ -346,6 +347,7 @@ class Trainer:
         )
         self.step = 0
         self.history = History()
+        self.checkpoint_extra: dict[str, Any] = {}
 
     # ---- training -------------------------------------------------------------------------
 
@@ -452,7 +454,8 @@ class Trainer:
     def save(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
         """Write a checkpoint that ``resume``/``Trainer.load`` continue from.
 
-        ``extra`` stores your own plain values too (e.g. the model's settings). The file is
+        ``extra`` stores your own plain values too (e.g. the model's settings; default:
+        ``self.checkpoint_extra``). The file is
         written beside ``path`` and then renamed over it: an interrupted save leaves the old
         checkpoint intact. It loads with ``torch.load(path, weights_only=True)``.
         """
@@ -466,7 +469,7 @@ class Trainer:
             "config": asdict(self.config),
             "history": self.history.to_dict(),
             "rng": get_rng_state(self.generator),
-            "extra": extra if extra is not None else {},
+            "extra": extra if extra is not None else self.checkpoint_extra,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")

@@ -19,18 +19,21 @@ from minigpt.word2vec import WordVectors, parse_analogy
 
 
 def sampler(model: GPT, tokenizer, prompt: str = "The ", max_new_tokens: int = 200) -> W.VBox:
-    """Sample text from ``model`` with sliders for temperature and top-k.
+    """Sample text from ``model`` with knobs for temperature, top-k and top-p.
 
     Changing any control samples again (the seed keeps a draw repeatable, so only the knob
-    you moved changes the text). Returns the widget; its controls are ``children[0].children``
-    (prompt, temperature, top-k, seed, length) and the text is ``children[1].value``."""
+    you moved changes the text). Temperature 0 is greedy; top-k 0 and top-p 1 switch those
+    filters off. Returns the widget; its controls are ``children[0].children`` (prompt,
+    temperature, top-k, top-p, seed, length) and the text is ``children[1].value``."""
     style = {"description_width": "90px"}
     controls = [
         W.Text(value=prompt, description="prompt", style=style, continuous_update=False),
-        W.FloatSlider(value=0.8, min=0.05, max=2.0, step=0.05, description="temperature",
+        W.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description="temperature",
                       style=style, continuous_update=False),
         W.IntSlider(value=0, min=0, max=min(tokenizer.vocab_size, 100), description="top-k (0: off)",
                     style=style, continuous_update=False),
+        W.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1: off)",
+                      style=style, continuous_update=False),
         W.IntText(value=0, description="seed", style=style),
         W.IntSlider(value=max_new_tokens, min=10, max=1000, step=10, description="length",
                     style=style, continuous_update=False),
@@ -38,9 +41,10 @@ def sampler(model: GPT, tokenizer, prompt: str = "The ", max_new_tokens: int = 2
     out = W.HTML()
 
     def refresh(_change=None) -> None:
-        text_prompt, temperature, top_k, seed, length = (c.value for c in controls)
+        text_prompt, temperature, top_k, top_p, seed, length = (c.value for c in controls)
         try:
-            text = sample(model, tokenizer, text_prompt, length, temperature, top_k or None, seed)
+            text = sample(model, tokenizer, text_prompt, length, temperature, top_k or None, seed,
+                          top_p if top_p < 1 else None)
             body = f"<b>{html.escape(text_prompt)}</b>{html.escape(text[len(text_prompt):])}"
         except ValueError as err:  # e.g. an empty prompt, or a character the tokenizer lacks
             body = f"<span style='color:#b00'>{html.escape(str(err))}</span>"

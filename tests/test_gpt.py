@@ -1,7 +1,9 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from minigpt.gpt import GPT, GPTConfig
+from minigpt.gpt import GPT, PRESETS, GPTConfig, KVCache, sample_next
 
 CFG = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32)
 
@@ -52,7 +54,7 @@ def test_attention_is_causal():
 
 
 def test_too_long_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="longer than block_size=16"):
+    with pytest.raises(ValueError, match=r"17 tokens do not fit in the context of 16 \(block_size\)"):
         GPT(CFG)(torch.zeros(1, 17, dtype=torch.long))
 
 
@@ -66,4 +68,138 @@ def test_generate_extends_and_respects_top_k():
     # top_k=1 is greedy: both rows began the same, so they continue the same
     assert torch.equal(out[0], out[1])
     with pytest.raises(ValueError, match="temperature"):
-        model.generate(start, 1, temperature=0)
+        model.generate(start, 1, temperature=-1)
+
+
+# ---- presets ----------------------------------------------------------------------------------
+
+
+def test_presets_build_models_whose_size_matches_the_hand_count():
+    for name in PRESETS:
+        cfg = GPTConfig.preset(name, vocab_size=65)
+        assert cfg.vocab_size == 65
+        if name != "gpt2":  # 85 M parameters: counted, not built
+            assert GPT(cfg).num_params() == expected_params(cfg)
+    # GPT-2 small's published size: 124 M parameters with its 50,257-token vocabulary
+    gpt2 = GPTConfig.preset("gpt2", vocab_size=50257)
+    assert round(expected_params(gpt2) / 1e6) == 124
+
+
+def test_preset_overrides_and_unknown_names():
+    cfg = GPTConfig.preset("micro", 10, dropout=0.2, block_size=32)
+    assert (cfg.dropout, cfg.block_size, cfg.n_layer) == (0.2, 32, 4)
+    assert PRESETS["micro"].block_size == 128  # the table itself is not changed
+    with pytest.raises(ValueError, match="unknown preset 'huge'; known presets: nano, micro"):
+        GPTConfig.preset("huge", 10)
+
+
+def test_bad_configs_are_clear_errors():
+    with pytest.raises(ValueError, match="n_embd must be a positive multiple of n_head"):
+        GPTConfig(vocab_size=10, n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        GPTConfig(vocab_size=10, dropout=1.5)
+
+
+# ---- sampling ---------------------------------------------------------------------------------
+
+
+def draws(logits: torch.Tensor, n: int = 4000, **knobs) -> torch.Tensor:
+    """Counts of each token in n draws from one row of logits."""
+    gen = torch.Generator().manual_seed(0)
+    rows = logits.expand(n, -1)
+    return torch.bincount(sample_next(rows, generator=gen, **knobs)[:, 0], minlength=logits.size(-1))
+
+
+def test_temperature_zero_is_greedy():
+    logits = torch.tensor([[0.1, 2.0, 1.9, -1.0]])
+    assert draws(logits, 50, temperature=0).tolist() == [0, 50, 0, 0]
+
+
+@given(probs=st.lists(st.floats(0.01, 1.0), min_size=2, max_size=12), top_p=st.floats(0.05, 1.0))
+@settings(max_examples=60, deadline=None)
+def test_top_p_keeps_the_smallest_likeliest_set_reaching_p(probs, top_p):
+    p = torch.tensor(probs) / sum(probs)
+    logits = p.log()[None]
+    seen = draws(logits, 600, top_p=top_p) > 0
+    # by hand: sort descending, keep tokens until the kept mass reaches top_p
+    kept, mass = set(), 0.0
+    for i in sorted(range(len(probs)), key=lambda i: -p[i].item()):
+        if mass >= top_p:
+            break
+        kept.add(i)
+        mass += p[i].item()
+    assert set(torch.nonzero(seen)[:, 0].tolist()) <= kept  # nothing outside the nucleus
+    assert seen[max(kept, key=lambda i: p[i].item())]  # the likeliest token is always kept
+
+
+def test_top_p_one_changes_nothing_and_tiny_top_p_is_greedy():
+    logits = torch.tensor([[1.0, 0.5, 0.0, -0.5]])
+    assert torch.equal(draws(logits, top_p=1.0), draws(logits))
+    assert draws(logits, 100, top_p=1e-6).tolist() == [100, 0, 0, 0]
+
+
+def test_top_p_distribution_is_renormalised():
+    # probabilities 0.5, 0.3, 0.2 -> top_p=0.7 keeps the first two, renormalised to 0.625, 0.375
+    logits = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    counts = draws(logits, 20000, top_p=0.7).float() / 20000
+    assert counts[2] == 0
+    assert abs(counts[0].item() - 0.625) < 0.02
+
+
+def test_bad_sampling_settings_are_clear_errors():
+    logits = torch.zeros(1, 5)
+    for knobs, message in [({"temperature": -0.5}, "temperature must be >= 0"),
+                           ({"top_k": 0}, "top_k must be >= 1"),
+                           ({"top_p": 0.0}, "top_p must be in"),
+                           ({"top_p": 1.5}, "top_p must be in")]:
+        with pytest.raises(ValueError, match=message):
+            sample_next(logits, **knobs)
+
+
+# ---- KV cache ---------------------------------------------------------------------------------
+
+
+def test_kv_cache_logits_equal_a_full_forward_pass():
+    torch.manual_seed(0)
+    model = GPT(CFG).eval()
+    x = torch.randint(0, CFG.vocab_size, (2, 12))
+    full, _ = model(x)
+    cache = KVCache(CFG.n_layer)
+    parts = [model(x[:, :5], cache=cache)[0]]  # a prompt of 5, then 3 tokens, then 1 at a time
+    parts.append(model(x[:, 5:8], cache=cache)[0])
+    parts += [model(x[:, t:t + 1], cache=cache)[0] for t in range(8, 12)]
+    assert len(cache) == 12
+    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
+
+
+@given(prompt_len=st.integers(1, 16), new=st.integers(1, 30), seed=st.integers(0, 1000))
+@settings(max_examples=25, deadline=None)
+def test_greedy_generation_with_cache_equals_without_token_for_token(prompt_len, new, seed):
+    """Also past block_size (16), where the window slides and the cache must step aside."""
+    torch.manual_seed(seed)
+    model = GPT(CFG)
+    prompt = torch.randint(0, CFG.vocab_size, (2, prompt_len))
+    cached = model.generate(prompt, new, temperature=0, use_cache=True)
+    plain = model.generate(prompt, new, temperature=0, use_cache=False)
+    assert torch.equal(cached, plain)
+
+
+def test_sampled_generation_with_cache_equals_without_for_the_same_seed():
+    torch.manual_seed(0)
+    model = GPT(CFG)
+    prompt = torch.randint(0, CFG.vocab_size, (3, 4))
+    runs = [model.generate(prompt, 20, temperature=1.0, top_p=0.9, use_cache=use,
+                           generator=torch.Generator().manual_seed(7)) for use in (True, False)]
+    assert torch.equal(*runs)
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error():
+    model = GPT(CFG)
+    with pytest.raises(ValueError, match=r"the prompt has 17 tokens but the model reads at most 16"):
+        model.generate(torch.zeros(1, 17, dtype=torch.long), 1)
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        model.generate(torch.zeros(1, 0, dtype=torch.long), 1)
+    cache = KVCache(CFG.n_layer)
+    model(torch.zeros(1, 10, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="17 tokens do not fit in the context of 16"):
+        model(torch.zeros(1, 7, dtype=torch.long), cache=cache)

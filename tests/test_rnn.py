@@ -146,7 +146,7 @@ def test_generate_matches_gpt_contract_and_works_with_sample(make):
     greedy = [model.generate(idx, 6, top_k=1, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
     assert torch.equal(*greedy)
     with pytest.raises(ValueError, match="temperature"):
-        model.generate(idx, 1, temperature=0)
+        model.generate(idx, 1, temperature=-1)
     tok = CharTokenizer.fit("abcdefghijk")
     text = sample(model, tok, "abc", max_new_tokens=10, seed=0)
     assert text.startswith("abc") and len(text) == 13 and text == sample(model, tok, "abc", 10, seed=0)

@@ -25,7 +25,7 @@ def test_sample_continues_the_prompt_repeatably():
 def test_sampler_shows_the_sample_and_resamples_when_a_knob_moves():
     model = tiny_model()
     box = widgets.sampler(model, TOK, prompt="ab", max_new_tokens=20)
-    _prompt, temperature, top_k, seed, _length = box.children[0].children
+    _prompt, temperature, top_k, top_p, seed, _length = box.children[0].children
     shown = box.children[1].value
     expected = sample(model, TOK, "ab", 20, temperature.value, None, 0)
     assert "<b>ab</b>" in shown and expected[2:].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in shown
@@ -34,6 +34,10 @@ def test_sampler_shows_the_sample_and_resamples_when_a_knob_moves():
     top_k.value = 1  # greedy: the same text whatever the seed
     greedy = box.children[1].value
     seed.value = 2
+    assert box.children[1].value == greedy
+    top_k.value, top_p.value = 0, 0.05  # a nucleus this small holds only the likeliest token
+    assert box.children[1].value == greedy
+    top_p.value, temperature.value = 1.0, 0.0  # temperature 0 is greedy too
     assert box.children[1].value == greedy
 
 

@@ -1,0 +1,177 @@
+"""The command line, for people who live in a terminal: ``python -m minigpt ...``.
+
+    python -m minigpt presets                            # the named model sizes
+    python -m minigpt train --corpus wiki --preset micro --steps 2000 --out runs/wiki.pt
+    python -m minigpt train --out runs/wiki.pt --steps 4000 --resume   # carry on to step 4000
+    python -m minigpt sample --checkpoint runs/wiki.pt --prompt "The history of " --top-p 0.9
+
+``train`` does what chapter 06 does in cells: load a corpus (``minigpt.data``), fit a
+tokenizer on its training part, build ``GPT`` from a preset, train it with the one
+``Trainer`` (progress bar, warmup + cosine, checkpoints), and report held-out bits per byte.
+The checkpoint holds the model's settings and the tokenizer beside the weights, so ``sample``
+needs nothing but the file; it loads with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from minigpt import data, metrics
+from minigpt.gpt import GPT, PRESETS, GPTConfig, sample
+from minigpt.runtime import device as best_device
+from minigpt.runtime import seed_everything
+from minigpt.tokenizers import CharTokenizer, tokenizer_from_dict, tokenizer_to_dict, train_bpe
+from minigpt.train import TrainConfig, Trainer, heldout_loss, load_checkpoint
+
+
+def make_tokenizer(spec: str, text: str):
+    """``"char"`` (every character of ``text``, plus ``?`` for unseen ones) or ``"bpe:N"`` (a
+    byte-level BPE of N tokens learnt from ``text``)."""
+    if spec == "char":
+        return CharTokenizer.fit(text, unk="?")
+    if spec.startswith("bpe:") and spec[4:].isdigit():
+        return train_bpe(text, int(spec[4:]))
+    raise ValueError(f"unknown tokenizer {spec!r}: use 'char' or 'bpe:N' (e.g. bpe:2048)")
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None):
+    """``(model, tokenizer)`` from a checkpoint written by ``python -m minigpt train``."""
+    checkpoint = load_checkpoint(path)
+    extra = checkpoint.get("extra", {})
+    if "model_config" not in extra or "tokenizer" not in extra:
+        raise ValueError(f"{path} is a Trainer checkpoint without the model's settings and "
+                         "tokenizer: only checkpoints from `python -m minigpt train` can be "
+                         "sampled from the command line")
+    model = GPT(GPTConfig(**extra["model_config"]))
+    model.load_state_dict(checkpoint["model"])
+    tokenizer = tokenizer_from_dict(extra["tokenizer"], source=f"the tokenizer in {path}")
+    return model.to(device or best_device()).eval(), tokenizer
+
+
+def train(args: argparse.Namespace) -> float:
+    """Train (or resume) a GPT as ``args`` say; returns held-out bits per byte."""
+    out = Path(args.out)
+    text = data.load_corpus(args.corpus)
+    parts = data.split_text(text)
+    seed_everything(args.seed)
+    resumed = args.resume and out.exists()
+    if resumed:
+        saved = load_checkpoint(out)["extra"]
+        if "model_config" not in saved or "tokenizer" not in saved:
+            raise ValueError(f"{out} was not written by `python -m minigpt train`: it holds no "
+                             "model settings or tokenizer to resume with")
+        tokenizer = tokenizer_from_dict(saved["tokenizer"], source=f"the tokenizer in {out}")
+        cfg = GPTConfig(**saved["model_config"])
+        preset = saved.get("preset")
+        for option, value in (("corpus", args.corpus), ("preset", args.preset)):
+            if value is not None and saved.get(option) != value:
+                raise ValueError(f"{out} was trained with --{option} {saved.get(option)}, not "
+                                 f"{value}: resume it with the same --{option}, or start a new "
+                                 "run with another --out")
+    else:
+        if out.exists() and not args.force:
+            raise FileExistsError(f"{out} exists: pass --resume to continue it, --force to "
+                                  "overwrite it, or choose another --out")
+        tokenizer = make_tokenizer(args.tokenizer, parts["train"])
+        preset = args.preset or "micro"
+        overrides = {name: getattr(args, name) for name in ("block_size", "dropout")
+                     if getattr(args, name) is not None}
+        cfg = GPTConfig.preset(preset, tokenizer.vocab_size, **overrides)
+    ids = {name: data.to_ids_array(tokenizer.encode(part), tokenizer.vocab_size)
+           for name, part in parts.items()}
+    get_batch = data.make_get_batch({"train": ids["train"], "val": ids["val"]},
+                                    args.batch_size, cfg.block_size)
+    model = GPT(cfg)
+    config = {"max_steps": args.steps, "lr": args.lr, "warmup_steps": min(100, args.steps // 10),
+              "eval_interval": args.eval_interval, "checkpoint_path": str(out),
+              "checkpoint_interval": args.eval_interval, "device": args.device,
+              "seed": args.seed}
+    if resumed:
+        trainer = Trainer.load(out, model, get_batch, **config)
+    else:
+        trainer = Trainer(model, get_batch, TrainConfig(**config))
+    extra = {"model_config": asdict(cfg), "tokenizer": tokenizer_to_dict(tokenizer),
+             "corpus": args.corpus, "preset": preset}
+    print(f"{cfg.n_layer} layers, {cfg.n_embd} wide, {model.num_params():,} parameters, "
+          f"{tokenizer.vocab_size:,} tokens; corpus {args.corpus}: {len(ids['train']):,} "
+          f"training tokens; device {trainer.device}", file=sys.stderr)
+    trainer.checkpoint_extra = extra  # every checkpoint can be sampled from or resumed
+    trainer.fit()
+    loss, n_targets = heldout_loss(model, ids["val"], cfg.block_size)
+    bpb = metrics.bits_per_byte(loss, n_targets, len(parts["val"].encode("utf-8")))
+    print(f"step {trainer.step}: validation {loss:.3f} nats per token, {bpb:.3f} bits per byte; "
+          f"saved {out}")
+    return bpb
+
+
+def _sample(args: argparse.Namespace) -> str:
+    model, tokenizer = load_model(args.checkpoint, args.device)
+    text = sample(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
+                  args.top_k, args.seed, args.top_p)
+    print(text)
+    return text
+
+
+def _presets(_args: argparse.Namespace) -> None:
+    print(f"{'preset':8} {'layers':>6} {'heads':>5} {'width':>5} {'context':>7} "
+          f"{'parameters (vocab 256)':>22}")
+    for name, cfg in PRESETS.items():
+        sized = GPTConfig.preset(name, 256)
+        with torch.device("meta"):  # count without allocating memory
+            n = GPT(sized).num_params()
+        print(f"{name:8} {cfg.n_layer:6} {cfg.n_head:5} {cfg.n_embd:5} {cfg.block_size:7} {n:22,}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m minigpt", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a GPT on a corpus and save a checkpoint")
+    t.add_argument("--corpus", default="wiki", help="a name from minigpt.data.list_corpora()")
+    t.add_argument("--tokenizer", default="char", help="char or bpe:N (default: char)")
+    t.add_argument("--preset", choices=list(PRESETS), help="model size (default: micro)")
+    t.add_argument("--block-size", type=int, help="context length (default: the preset's)")
+    t.add_argument("--dropout", type=float, help="dropout (default: the preset's)")
+    t.add_argument("--steps", type=int, default=2000, help="optimizer steps in all")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    t.add_argument("--eval-interval", type=int, default=200, help="evaluate and save every N")
+    t.add_argument("--out", required=True, help="checkpoint file to write")
+    t.add_argument("--resume", action="store_true", help="continue --out if it exists")
+    t.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    t.add_argument("--device", help="cpu, cuda or mps (default: the best there is)")
+    t.add_argument("--seed", type=int, default=1337)
+    t.set_defaults(run=train)
+
+    s = sub.add_parser("sample", help="continue a prompt with a trained checkpoint")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--prompt", default="\n")
+    s.add_argument("--max-new-tokens", type=int, default=200)
+    s.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    s.add_argument("--top-k", type=int, help="keep the k likeliest tokens")
+    s.add_argument("--top-p", type=float, help="keep the likeliest tokens up to this mass")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", help="cpu, cuda or mps (default: the best there is)")
+    s.set_defaults(run=_sample)
+
+    sub.add_parser("presets", help="list the named model sizes").set_defaults(run=_presets)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, KeyError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+        # Errors the learner can act on: say what went wrong, without a traceback.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
