@@ -189,9 +189,16 @@ def sample_next(
     check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    logits = filter_logits(logits / temperature, top_k, top_p)
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None
+                  ) -> torch.Tensor:
+    """``logits`` (..., vocab_size) with the tokens that top-k and then top-p leave out set to
+    -inf, so that a softmax gives them probability 0 and renormalises the rest."""
     if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[..., [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None:
         probs, order = F.softmax(logits, dim=-1).sort(dim=-1, descending=True)
@@ -199,7 +206,7 @@ def sample_next(
         drop_sorted = before >= top_p  # the set had reached top_p before this token
         drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
-    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+    return logits
 
 
 class GPT(nn.Module):
