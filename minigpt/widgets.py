@@ -134,3 +134,54 @@ def word_explorer(vectors: WordVectors, word: str = "king", query: str = "man:ki
     refresh_word()
     refresh_analogy()
     return W.VBox([W.VBox([word_box, neighbours_out]), W.VBox([analogy_box, analogy_out])])
+
+
+def _heatmap_html(weights, labels: list[str]) -> str:
+    """A (T, T) attention matrix as an HTML table: row = the position that looks, column =
+    the position looked at, darker = more weight (hover a cell for the number)."""
+    def head(label: str) -> str:
+        return f"<th style='font-family:monospace;padding:0 2px'>{html.escape(label)}</th>"
+
+    rows = ["<tr><th></th>" + "".join(head(c) for c in labels) + "</tr>"]
+    for i, (label, row) in enumerate(zip(labels, weights.tolist())):
+        cells = "".join(
+            f"<td title='{labels[i]!r} -> {labels[j]!r}: {w:.3f}' style='width:14px;height:14px;"
+            f"background:rgba(76,114,176,{w:.3f})'></td>" for j, w in enumerate(row))
+        rows.append(f"<tr>{head(label)}{cells}</tr>")
+    return f"<table style='border-collapse:collapse'>{''.join(rows)}</table>"
+
+
+def attention_heatmaps(model, tokenizer, text: str = "The capital of France is Paris.",
+                       layer: int = 0, head: int = 0) -> W.VBox:
+    """Type a sentence and see where each position of ``model`` looks, per layer and head.
+
+    ``model`` is a ``minigpt.transformer.Transformer`` (or ``MaskedLM``); the weights come
+    from ``transformer.attention_maps``. Controls are ``children[0].children`` (text, layer,
+    head); the heat map is ``children[1].value``. Text the tokenizer cannot read, or longer
+    than the model's context, shows the error instead."""
+    from minigpt.transformer import attention_maps
+
+    style = {"description_width": "50px"}
+    controls = [
+        W.Text(value=text, description="text", style=style, continuous_update=False,
+               layout=W.Layout(width="500px")),
+        W.Dropdown(options=list(range(model.cfg.n_layer)), value=layer, description="layer", style=style),
+        W.Dropdown(options=list(range(model.cfg.n_head)), value=head, description="head", style=style),
+    ]
+    out = W.HTML()
+
+    def refresh(_change=None) -> None:
+        sentence, n, h = (c.value for c in controls)
+        try:
+            weights = attention_maps(model, tokenizer, sentence)[n, h]
+            labels = [tokenizer.decode([i]).replace(" ", "\u2423").replace("\n", "\u23ce")
+                      for i in tokenizer.encode(sentence)]
+            out.value = (f"<p>layer {n}, head {h}: each row is a position, its cells where it looks "
+                         f"(darker = more weight)</p>{_heatmap_html(weights, labels)}")
+        except ValueError as err:  # a character the tokenizer lacks, a text too long, empty text
+            out.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+
+    for control in controls:
+        control.observe(refresh, names="value")
+    refresh()
+    return W.VBox([W.HBox(controls), out])

@@ -107,3 +107,35 @@ def test_word_explorer_reports_bad_input_instead_of_failing():
     assert "not in the vocabulary" in neighbours.value and "<table" not in neighbours.value
     query.value = "man:king"
     assert "a:b::c" in answers.value
+
+
+def test_attention_heatmaps_show_the_weights_and_follow_layer_and_head():
+    from minigpt.transformer import Transformer, TransformerConfig, attention_maps
+
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(vocab_size=TOK.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=8))
+    box = widgets.attention_heatmaps(model, TOK, text="ab cd")
+    text, layer, head = box.children[0].children
+    shown = box.children[1].value
+    assert "layer 0, head 0" in shown and shown.count("<tr>") == 6  # a header row and 5 positions
+    first = attention_maps(model, TOK, "ab cd")[0, 0]
+    assert f"rgba(76,114,176,{first[4, 2].item():.3f})" in shown and "\u2423" in shown  # space shown as a glyph
+    head.value = 1
+    assert "layer 0, head 1" in box.children[1].value
+    layer.value = 1
+    last = attention_maps(model, TOK, "ab cd")[1, 1]
+    assert f"{last[4, 0].item():.3f}" in box.children[1].value
+    text.value = "abc"
+    assert box.children[1].value.count("<tr>") == 4
+
+
+def test_attention_heatmaps_report_bad_text_instead_of_failing():
+    from minigpt.transformer import Transformer, TransformerConfig
+
+    model = Transformer(TransformerConfig(vocab_size=TOK.vocab_size, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    box = widgets.attention_heatmaps(model, TOK, text="abc")
+    text = box.children[0].children[0]
+    text.value = "xyz"
+    assert "not in this CharTokenizer" in box.children[1].value
+    text.value = "a" * 9
+    assert "longer than the model&#x27;s context" in box.children[1].value

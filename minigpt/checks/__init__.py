@@ -10,6 +10,7 @@ each module lists its checks in ``__all__`` and is star-imported here.
 """
 
 from minigpt.checks._base import NotDoneYet as NotDoneYet  # re-exported for the notebooks
+from minigpt.checks.attention import *  # noqa: F403
 from minigpt.checks.gpt import *  # noqa: F403
 from minigpt.checks.ngram import *  # noqa: F403
 from minigpt.checks.rnn import *  # noqa: F403
