@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "Block",
     "MLP",
+    "Block",
     "MultiHeadAttention",
     "apply_rotary",
     "causal_mask",

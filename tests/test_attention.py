@@ -161,7 +161,7 @@ def test_rotary_rotates_pairs_and_keeps_lengths():
     x = torch.randn(2, 5, 8)
     r = attention.apply_rotary(x)
     assert torch.allclose(r[:, 0], x[:, 0])  # position 0: no rotation
-    pairs = lambda t: t.unflatten(-1, (4, 2)).norm(dim=-1)  # noqa: E731
+    pairs = lambda t: t.unflatten(-1, (4, 2)).norm(dim=-1)
     assert torch.allclose(pairs(r), pairs(x), atol=1e-5)
     angle = attention.rotary_angles(5, 8)[1, 0].item()  # position 1, first pair: 1 radian
     assert math.isclose(angle, 1.0)

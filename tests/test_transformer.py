@@ -7,8 +7,16 @@ import torch
 from minigpt import probes
 from minigpt.tokenizers import CharTokenizer
 from minigpt.train import TrainConfig, Trainer
-from minigpt.transformer import (IGNORE, MaskedLM, Seq2Seq, StringTask, Transformer,
-                                 TransformerConfig, attention_maps, mask_tokens)
+from minigpt.transformer import (
+    IGNORE,
+    MaskedLM,
+    Seq2Seq,
+    StringTask,
+    Transformer,
+    TransformerConfig,
+    attention_maps,
+    mask_tokens,
+)
 
 TOK = CharTokenizer.fit("abcdefgh ")
 
