@@ -5,19 +5,19 @@ a task "zero-shot" when the prompt names it; GPT-3 (Brown et al. 2020) showed th
 few solved examples in the prompt ("few-shot") works better, the more so the bigger the model,
 with no change to the weights. To watch that at toy scale we need a task that (1) the model can
 meet during pre-training, (2) cannot be solved without reading the prompt, and (3) has
-checkable answers. Here it is: a few letters, and one of four rules to apply to them::
+checkable answers. Here it is: three letters, and one of four rules that picks one of them::
 
-    reverse: d a g -> g a d        sort: d a g -> a d g
-    shift: d a g -> e b h          rotate: d a g -> a g d
+    first: d a g -> d      last: d a g -> g      min: d a g -> a      max: d a g -> g
 
 An *episode* is several such lines that all use the same rule, picked at random. With the rule
 named at the top, the first line can already be solved (zero-shot); without the name, the
-model has to work out the rule from the solved lines before it (few-shot). Episodes are mixed
-into the pre-training text (``episodes_text``), so the model sees the format and the rules the
-way GPT-3 saw translation pairs and arithmetic scattered through the web.
+model has to work out the rule from the solved lines before it (few-shot), and one example is
+not always enough (in ``d a g -> g`` the rule may be "last" or "max"). Episodes are mixed into
+the pre-training text (``episodes_text``, ``mix``), so the model meets the format and the rules
+the way GPT-3 met translation pairs and arithmetic scattered through the web.
 
     >>> from minigpt import incontext
-    >>> print(incontext.make_episode(random.Random(0), n_examples=2))          # doctest: +SKIP
+    >>> print(incontext.make_episode(random.Random(0), n_examples=2).prompt)     # doctest: +SKIP
     >>> accuracy = incontext.few_shot_accuracy(model, tokenizer, shots=range(6))  # doctest: +SKIP
 """
 
@@ -31,21 +31,16 @@ import torch
 
 LETTERS = "abcdefgh"  # a small alphabet: every string of it is seen many times in training
 
-
-def _shift(letters: list[str]) -> list[str]:
-    return [LETTERS[(LETTERS.index(c) + 1) % len(LETTERS)] for c in letters]
-
-
 RULES: dict[str, Callable[[list[str]], list[str]]] = {
-    "reverse": lambda s: s[::-1],
-    "sort": sorted,
-    "shift": _shift,  # each letter to the next one, h wraps round to a
-    "rotate": lambda s: s[1:] + s[:1],  # the first letter moves to the end
+    "first": lambda s: s[:1],
+    "last": lambda s: s[-1:],
+    "min": lambda s: [min(s)],  # the letter earliest in the alphabet
+    "max": lambda s: [max(s)],
 }
 
 
 def apply_rule(rule: str, letters: list[str]) -> list[str]:
-    """``letters`` transformed by ``rule`` (a key of ``RULES``)."""
+    """The answer ``rule`` (a key of ``RULES``) gives for ``letters``, as a list of letters."""
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; known rules: {', '.join(RULES)}")
     bad = [c for c in letters if c not in LETTERS]
@@ -61,11 +56,8 @@ def line(letters: list[str], answer: list[str] | None = None) -> str:
 
 
 def random_letters(rng: random.Random, length: int) -> list[str]:
-    """``length`` distinct letters, so that every rule changes the order or the letters."""
-    while True:
-        letters = rng.sample(LETTERS, length)
-        if letters != sorted(letters):  # otherwise "sort" would leave them as they are
-            return letters
+    """``length`` distinct letters in random order."""
+    return rng.sample(LETTERS, length)
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ class Episode:
 
     rule: str
     prompt: str
-    answer: str  # e.g. "g a d": what should follow the prompt's last "->" (after a space)
+    answer: str  # e.g. "g": what should follow the prompt's last "->" (after a space)
 
 
 def make_episode(rng: random.Random, n_examples: int, rule: str | None = None,
@@ -146,24 +138,26 @@ def complete(model, tokenizer, prompts: list[str], max_new_tokens: int = 12) -> 
     return answers
 
 
-def accuracy(model, tokenizer, episodes: Iterable[Episode]) -> float:
-    """Share of ``episodes`` whose greedy answer matches exactly."""
+def accuracy(model, tokenizer, episodes: Iterable[Episode], max_new_tokens: int = 12) -> float:
+    """Share of ``episodes`` whose greedy answer (up to the line break) matches exactly."""
     episodes = list(episodes)
     if not episodes:
         raise ValueError("no episodes to score")
-    answers = complete(model, tokenizer, [ep.prompt for ep in episodes])
+    answers = complete(model, tokenizer, [ep.prompt for ep in episodes], max_new_tokens)
     return sum(a == ep.answer for a, ep in zip(answers, episodes)) / len(episodes)
 
 
 def few_shot_accuracy(model, tokenizer, shots: Iterable[int], n: int = 100, named: bool = False,
-                      seed: int = 1234, length: int = 3) -> dict[int, float]:
+                      seed: int = 1234, length: int = 3, max_new_tokens: int = 4
+                      ) -> dict[int, float]:
     """Exact-match accuracy for each number of in-context examples in ``shots``, on ``n``
-    fresh episodes each (same rules in turn, so every point sees each rule equally)."""
+    fresh episodes each (the rules in turn, so every point sees each rule equally often).
+    ``max_new_tokens`` must cover an answer and the line break after it."""
     rules = sorted(RULES)
     result = {}
     for k in shots:
         rng = random.Random(seed + k)
         episodes = [make_episode(rng, k, rule=rules[i % len(rules)], named=named, length=length)
                     for i in range(n)]
-        result[k] = accuracy(model, tokenizer, episodes)
+        result[k] = accuracy(model, tokenizer, episodes, max_new_tokens=max_new_tokens)
     return result
