@@ -230,16 +230,18 @@ def check_positions(T: int, block_size: int) -> None:
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward layer: C -> 4C -> GELU -> C, the same at every position."""
+    """Position-wise feed-forward layer: C -> 4C -> GELU -> C, the same at every position
+    (then dropout, if any). ``minigpt.gpt.GPT`` uses it too."""
 
-    def __init__(self, n_embd: int, bias: bool = True):
+    def __init__(self, n_embd: int, bias: bool = True, dropout: float = 0.0):
         super().__init__()
         self.fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
         self.proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
-        self.proj.residual = True
+        self.proj.residual = True  # marks a layer that writes into the residual stream
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(F.gelu(self.fc(x)))
+        return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
 class Block(nn.Module):

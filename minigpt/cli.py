@@ -40,17 +40,24 @@ def make_tokenizer(spec: str, text: str):
     raise ValueError(f"unknown tokenizer {spec!r}: use 'char' or 'bpe:N' (e.g. bpe:2048)")
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None):
-    """``(model, tokenizer)`` from a checkpoint written by ``python -m minigpt train``."""
-    checkpoint = load_checkpoint(path)
+def run_settings(checkpoint: dict, path: str | Path) -> tuple[GPTConfig, object, dict]:
+    """``(model settings, tokenizer, extra)`` stored in a checkpoint of ``python -m minigpt
+    train``; a clear error for any other checkpoint."""
     extra = checkpoint.get("extra", {})
     if "model_config" not in extra or "tokenizer" not in extra:
         raise ValueError(f"{path} is a Trainer checkpoint without the model's settings and "
                          "tokenizer: only checkpoints from `python -m minigpt train` can be "
-                         "sampled from the command line")
-    model = GPT(GPTConfig(**extra["model_config"]))
-    model.load_state_dict(checkpoint["model"])
+                         "sampled or resumed from the command line")
     tokenizer = tokenizer_from_dict(extra["tokenizer"], source=f"the tokenizer in {path}")
+    return GPTConfig(**extra["model_config"]), tokenizer, extra
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None):
+    """``(model, tokenizer)`` from a checkpoint written by ``python -m minigpt train``."""
+    checkpoint = load_checkpoint(path)
+    cfg, tokenizer, _ = run_settings(checkpoint, path)
+    model = GPT(cfg)
+    model.load_state_dict(checkpoint["model"])
     return model.to(device or best_device()).eval(), tokenizer
 
 
@@ -62,12 +69,7 @@ def train(args: argparse.Namespace) -> float:
     seed_everything(args.seed)
     resumed = args.resume and out.exists()
     if resumed:
-        saved = load_checkpoint(out)["extra"]
-        if "model_config" not in saved or "tokenizer" not in saved:
-            raise ValueError(f"{out} was not written by `python -m minigpt train`: it holds no "
-                             "model settings or tokenizer to resume with")
-        tokenizer = tokenizer_from_dict(saved["tokenizer"], source=f"the tokenizer in {out}")
-        cfg = GPTConfig(**saved["model_config"])
+        cfg, tokenizer, saved = run_settings(load_checkpoint(out), out)
         preset = saved.get("preset")
         for option, value in (("corpus", args.corpus), ("preset", args.preset)):
             if value is not None and saved.get(option) != value:

@@ -16,8 +16,9 @@ Generation (chapter 06): ``sample_next`` draws one token with temperature (0 mea
 top-k and top-p (nucleus) filtering; ``generate`` keeps a ``KVCache`` of every layer's keys and
 values, so each new token costs one position's work instead of re-reading the whole window.
 
-Attention written out by hand, other position encodings and the encoder-only and
-encoder-decoder variants live in ``minigpt.attention`` (chapter 04).
+Attention written out by hand, other position encodings and the MLP live in
+``minigpt.attention``; the encoder-only and encoder-decoder variants in
+``minigpt.transformer`` (chapter 04).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from minigpt.attention import MLP
 
 
 @dataclass
@@ -131,18 +134,6 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.proj(y))
 
 
-class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.proj.residual = True
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x))))
-
-
 class Block(nn.Module):
     """Pre-norm Transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
@@ -151,7 +142,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg, layer)
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg.n_embd, cfg.bias, cfg.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache)
