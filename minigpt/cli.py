@@ -4,17 +4,24 @@
     python -m minigpt train --corpus wiki --preset micro --steps 2000 --out runs/wiki.pt
     python -m minigpt train --out runs/wiki.pt --steps 4000 --resume   # carry on to step 4000
     python -m minigpt sample --checkpoint runs/wiki.pt --prompt "The history of " --top-p 0.9
+    torchrun --standalone --nproc_per_node=2 -m minigpt train --corpus wiki --out runs/wiki.pt
 
 ``train`` does what chapter 06 does in cells: load a corpus (``minigpt.data``), fit a
 tokenizer on its training part, build ``GPT`` from a preset, train it with the one
 ``Trainer`` (progress bar, warmup + cosine, checkpoints), and report held-out bits per byte.
 The checkpoint holds the model's settings and the tokenizer beside the weights, so ``sample``
 needs nothing but the file; it loads with ``torch.load(..., weights_only=True)``.
+
+Started by ``torchrun`` (or ``python -m torch.distributed.run``), ``train`` runs on several
+processes with data parallelism (``minigpt.distributed``): each process draws ``--batch-size``
+sequences per step, so the global batch is that times the number of processes; only the first
+process prints and writes the checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -22,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from minigpt import data, metrics
+from minigpt import data, distributed, metrics
 from minigpt.gpt import GPT, PRESETS, GPTConfig, sample
 from minigpt.runtime import device as best_device
 from minigpt.runtime import seed_everything
@@ -62,7 +69,20 @@ def load_model(path: str | Path, device: str | torch.device | None = None):
 
 
 def train(args: argparse.Namespace) -> float:
-    """Train (or resume) a GPT as ``args`` say; returns held-out bits per byte."""
+    """Train (or resume) a GPT as ``args`` say; returns held-out bits per byte.
+
+    Under torchrun, every process trains (data parallelism); the first one prints, writes the
+    checkpoint and measures held-out bits per byte (the others return NaN).
+    """
+    distributed.setup("gloo" if args.device == "cpu" else None)  # does nothing without torchrun
+    try:
+        return _train(args)
+    finally:
+        distributed.teardown()
+
+
+def _train(args: argparse.Namespace) -> float:
+    main_process = distributed.is_main()
     out = Path(args.out)
     text = data.load_corpus(args.corpus)
     parts = data.split_text(text)
@@ -100,11 +120,17 @@ def train(args: argparse.Namespace) -> float:
         trainer = Trainer(model, get_batch, TrainConfig(**config))
     extra = {"model_config": asdict(cfg), "tokenizer": tokenizer_to_dict(tokenizer),
              "corpus": args.corpus, "preset": preset}
-    print(f"{cfg.n_layer} layers, {cfg.n_embd} wide, {model.num_params():,} parameters, "
-          f"{tokenizer.vocab_size:,} tokens; corpus {args.corpus}: {len(ids['train']):,} "
-          f"training tokens; device {trainer.device}", file=sys.stderr)
+    processes = distributed.world_size()
+    shared = (f"; {processes} processes, global batch {args.batch_size * processes}"
+              if processes > 1 else "")
+    if main_process:
+        print(f"{cfg.n_layer} layers, {cfg.n_embd} wide, {model.num_params():,} parameters, "
+              f"{tokenizer.vocab_size:,} tokens; corpus {args.corpus}: {len(ids['train']):,} "
+              f"training tokens; device {trainer.device}{shared}", file=sys.stderr)
     trainer.checkpoint_extra = extra  # every checkpoint can be sampled from or resumed
     trainer.fit()
+    if not main_process:
+        return math.nan  # the first process measures and reports for all
     loss, n_targets = heldout_loss(model, ids["val"], cfg.block_size)
     bpb = metrics.bits_per_byte(loss, n_targets, len(parts["val"].encode("utf-8")))
     print(f"step {trainer.step}: validation {loss:.3f} nats per token, {bpb:.3f} bits per byte; "
@@ -134,14 +160,19 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minigpt", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a GPT on a corpus and save a checkpoint")
+    t = sub.add_parser("train", help="train a GPT on a corpus and save a checkpoint",
+                       description="Train a GPT on a corpus and save a checkpoint. Started by "
+                       "torchrun --nproc_per_node=N, it trains on N processes (data parallel): "
+                       "--batch-size is per process, so the global batch is batch x N.")
     t.add_argument("--corpus", default="wiki", help="a name from minigpt.data.list_corpora()")
     t.add_argument("--tokenizer", default="char", help="char or bpe:N (default: char)")
     t.add_argument("--preset", choices=list(PRESETS), help="model size (default: micro)")
     t.add_argument("--block-size", type=int, help="context length (default: the preset's)")
     t.add_argument("--dropout", type=float, help="dropout (default: the preset's)")
     t.add_argument("--steps", type=int, default=2000, help="optimizer steps in all")
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--batch-size", type=int, default=32,
+                   help="sequences per step and process: under torchrun the global batch is "
+                        "this times the number of processes (default: 32)")
     t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     t.add_argument("--eval-interval", type=int, default=200, help="evaluate and save every N")
     t.add_argument("--out", required=True, help="checkpoint file to write")

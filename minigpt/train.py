@@ -31,9 +31,21 @@ masks as a run that never stopped, and on the CPU reproduces its losses exactly.
 saves the random state before it and restores it after, so how often you evaluate never changes
 the training run.
 
-Deliberately left out: multi-GPU training, torch.compile, fused optimizers and TF32 settings,
-early stopping, callbacks and logging services. Each is a few lines on top of this loop; none is
-needed to see how training works.
+Several processes (``torchrun``, see ``minigpt.distributed``): when a process group is up, the
+Trainer runs the forward and backward passes through ``DistributedDataParallel``, which
+averages the gradients across processes, so every process makes the same update, as one
+process would with all their batches together. ``trainer.model`` stays the plain model (for
+saving, evaluation and generation). Each process seeds with ``seed + rank``, so each draws its
+own batches (the model's initial weights need no care: DDP copies rank 0's to every process);
+``get_batch`` gives the batch of one process, so the global batch is that times the number of
+processes. Logged losses are means over all processes; only rank 0 shows the progress bar and
+writes checkpoints. Under DDP, ``loss_fn`` receives the wrapped model: call it, as
+``model(x, y)``, rather than reaching into its attributes. Resuming a run exactly, batch for
+batch, works for one process only: a resumed distributed run reseeds each process.
+
+Deliberately left out: torch.compile, fused optimizers and TF32 settings, early stopping,
+callbacks and logging services. Each is a few lines on top of this loop; none is needed to see
+how training works.
 """
 
 from __future__ import annotations
@@ -50,8 +62,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from minigpt import distributed
 from minigpt.runtime import device as best_device
 from minigpt.runtime import seed_everything
 
@@ -314,8 +328,10 @@ class Trainer:
             own, so that checkpoints save and restore it.
 
     Attributes: ``model``, ``config``, ``device``, ``optimizer``, ``scaler``, ``step`` (updates
-    made so far), ``history``, and ``checkpoint_extra``: plain values (e.g. the model's
-    settings) that every checkpoint ``fit`` writes carries under ``"extra"``.
+    made so far), ``history``, ``checkpoint_extra``: plain values (e.g. the model's settings)
+    that every checkpoint ``fit`` writes carries under ``"extra"``, and ``ddp``: the
+    ``DistributedDataParallel`` wrapper that training runs through when a process group is up
+    (``minigpt.distributed``), else None.
     """
 
     def __init__(
@@ -331,12 +347,24 @@ class Trainer:
         self.config = cfg
         self.device = torch.device(cfg.device) if cfg.device is not None else best_device()
         self.amp_dtype = autocast_dtype(self.device, cfg.dtype)
-        if cfg.seed is not None:
+        self.generator = generator
+        if distributed.is_distributed():
+            self._seed_this_process(cfg.seed)
+        elif cfg.seed is not None:
             seed_everything(cfg.seed)
         self.model = model.to(self.device)
+        # With several processes, the forward and backward passes go through DDP; self.model
+        # stays the plain model, whose parameters the wrapper shares.
+        self.ddp: DistributedDataParallel | None = None
+        if distributed.is_distributed():
+            device_ids = None  # the CPU: DDP finds the device from the parameters
+            if self.device.type == "cuda":  # "cuda" alone means the GPU setup() chose
+                index = self.device.index
+                device_ids = [index if index is not None else torch.cuda.current_device()]
+            # Wrapping copies rank 0's parameters and buffers to every process.
+            self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
         self.get_batch = get_batch
         self.loss_fn = loss_fn if loss_fn is not None else model_loss
-        self.generator = generator
         groups = param_groups(self.model, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
         # float16 cannot represent very small gradients: the scaler multiplies the loss before
@@ -361,7 +389,7 @@ class Trainer:
         cfg = self.config
         end = cfg.max_steps if steps is None else self.step + steps
         self.model.train()
-        bar_options = {} if cfg.progress else {"disable": True}
+        bar_options = {} if cfg.progress and distributed.is_main() else {"disable": True}
         bar = tqdm(total=end, initial=self.step, desc="train", unit="step", **bar_options)
         try:
             while self.step < end:
@@ -374,6 +402,7 @@ class Trainer:
                     cfg.checkpoint_path
                     and cfg.checkpoint_interval
                     and self.step % cfg.checkpoint_interval == 0
+                    and distributed.is_main()  # one writer: every process holds the same weights
                 ):
                     self.save(cfg.checkpoint_path)
             if cfg.eval_interval:
@@ -381,7 +410,7 @@ class Trainer:
                 bar.set_postfix(self._postfix())
         finally:
             bar.close()
-        if cfg.checkpoint_path:
+        if cfg.checkpoint_path and distributed.is_main():
             self.save(cfg.checkpoint_path)
         return self.history
 
@@ -392,19 +421,23 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
+        model = self.ddp if self.ddp is not None else self.model
         total_loss = 0.0
-        for _ in range(cfg.grad_accum):
-            batch = self._to_device(self.get_batch("train"))
-            with self._autocast():
-                loss = self._checked_loss(batch)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise NonFiniteLossError(self._nonfinite_message("loss", value, lr))
-            total_loss += value
-            # The loss is a mean over one micro-batch. Dividing by grad_accum makes the summed
-            # gradients of the micro-batches equal the gradient of the mean over all of them,
-            # as if they were one batch grad_accum times larger.
-            self.scaler.scale(loss / cfg.grad_accum).backward()
+        for micro in range(cfg.grad_accum):
+            with self._sync_gradients(micro == cfg.grad_accum - 1):
+                batch = self._to_device(self.get_batch("train"))
+                with self._autocast():
+                    loss = self._checked_loss(batch, model)
+                # With several processes: the mean over all of them (the same on each, so that
+                # all stop together if it is not finite).
+                value = distributed.all_reduce_mean(loss.detach()).item()
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(self._nonfinite_message("loss", value, lr))
+                total_loss += value
+                # The loss is a mean over one micro-batch. Dividing by grad_accum makes the
+                # summed gradients of the micro-batches equal the gradient of the mean over all
+                # of them, as if they were one batch grad_accum times larger.
+                self.scaler.scale(loss / cfg.grad_accum).backward()
         # With float16 the gradients are scaled up: unscale them before measuring and clipping.
         self.scaler.unscale_(self.optimizer)
         max_norm = cfg.grad_clip if cfg.grad_clip else math.inf  # inf: only measure the norm
@@ -519,6 +552,28 @@ class Trainer:
         self.step = int(checkpoint["step"])
         self.history = History.from_dict(checkpoint["history"])
         set_rng_state(checkpoint["rng"], self.generator)
+        if distributed.is_distributed():
+            # The checkpoint holds rank 0's random state only: reseed each process, or all of
+            # them would draw rank 0's batches from here on.
+            self._seed_this_process(self.config.seed, offset=self.step * distributed.world_size())
+
+    def _seed_this_process(self, seed: int | None, offset: int = 0) -> None:
+        """Seed with ``seed + offset + rank`` (and move ``generator``'s seed as far), so that
+        each process of a distributed run draws its own batches. With ``offset`` 0, rank 0
+        draws as a single process would."""
+        shift = offset + distributed.rank()
+        if seed is None:  # torch starts from the same seed in every process: make them differ
+            seed = torch.initial_seed()
+        seed_everything((seed + shift) % 2**32)
+        if self.generator is not None and shift:
+            self.generator.manual_seed((self.generator.initial_seed() + shift) % 2**64)
+
+    def _sync_gradients(self, sync: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, ``no_sync()`` unless ``sync``: accumulate the micro-batches' gradients
+        locally and average across processes once, in the last micro-batch's backward."""
+        if self.ddp is None or sync:
+            return contextlib.nullcontext()
+        return self.ddp.no_sync()
 
     def _to_device(self, batch: Batch) -> Batch:
         return tuple(t.to(self.device) if isinstance(t, Tensor) else t for t in batch)
@@ -528,8 +583,8 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _checked_loss(self, batch: Batch) -> Tensor:
-        loss = self.loss_fn(self.model, batch)
+    def _checked_loss(self, batch: Batch, model: nn.Module | None = None) -> Tensor:
+        loss = self.loss_fn(model if model is not None else self.model, batch)
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
             raise TypeError(
@@ -552,6 +607,9 @@ class Trainer:
         if self.history.eval_step and self.history.eval_step[-1] == self.step:
             return  # already evaluated at this step (e.g. at the end of the previous fit)
         means = self.evaluate()
+        if distributed.is_distributed():  # each process evaluated its own batches: average them
+            both = torch.tensor([means["train"], means["val"]], device=self.device)
+            means = dict(zip(("train", "val"), distributed.all_reduce_mean(both).tolist()))
         self.history.eval_step.append(self.step)
         self.history.train_loss.append(means["train"])
         self.history.val_loss.append(means["val"])
