@@ -1,0 +1,127 @@
+"""Synthetic tasks with checkable answers (chapter 07: addition, exact match vs per token)."""
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from minigpt import tasks
+from minigpt.gpt import GPT, GPTConfig
+from minigpt.tokenizers import CharTokenizer
+
+TOK = CharTokenizer.fit("0123456789+=\n")
+
+
+def test_addition_answers_are_the_sums():
+    problems = tasks.addition_problems(200, digits=3, seed=1)
+    assert len(problems) == 200 and len({p.prompt for p in problems}) > 150
+    for p in problems:
+        a, b = re.fullmatch(r"(\d{3})\+(\d{3})=", p.prompt).groups()
+        assert int(p.answer) == int(a) + int(b)
+        assert p.text == p.prompt + p.answer
+    assert tasks.addition_problems(5, 3, seed=1) == problems[:5]  # repeatable
+    assert tasks.addition_problems(5, 3, seed=2) != problems[:5]
+    ones = tasks.addition_problems(300, digits=1, seed=0)
+    assert {len(p.prompt) for p in ones} == {4} and "0+" in "".join(p.prompt for p in ones)
+
+
+def test_reverse_answer_writes_the_least_significant_digit_first():
+    plain = tasks.addition_problems(50, digits=4, seed=3)
+    flipped = tasks.addition_problems(50, digits=4, seed=3, reverse_answer=True)
+    assert [p.prompt for p in plain] == [p.prompt for p in flipped]
+    assert all(f.answer == p.answer[::-1] for p, f in zip(plain, flipped))
+    assert any(f.answer != p.answer for p, f in zip(plain, flipped))
+    assert tasks.problems_text(plain[:2]) == f"{plain[0].text}\n{plain[1].text}\n"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n": 5, "digits": 0}, "digits must be an integer >= 1"),
+    ({"n": -1, "digits": 2}, "n must be an integer >= 0"),
+    ({"n": 2.5, "digits": 2}, "n must be an integer >= 0"),
+])
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tasks.addition_problems(**kwargs)
+
+
+class Oracle(nn.Module):
+    """Knows the sum: at every position, all its logit mass is on the right next character.
+    ``wrong_last`` makes it get the answer's last digit wrong (one digit in k)."""
+
+    def __init__(self, reverse: bool = False, wrong_last: bool = False):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))  # for the device
+        self.reverse, self.wrong_last = reverse, wrong_last
+
+    def next_char(self, text: str) -> str:
+        line = text.split("\n")[-1]
+        if "=" not in line:
+            return "0"
+        prompt, written = line.split("=", 1)
+        a, b = prompt.split("+")
+        answer = str(int(a) + int(b))
+        answer = answer[::-1] if self.reverse else answer
+        if len(written) >= len(answer):
+            return "\n"
+        char = answer[len(written)]
+        if self.wrong_last and len(written) == len(answer) - 1:
+            char = str((int(char) + 1) % 10)
+        return char
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        logits = torch.zeros(B, T, TOK.vocab_size)
+        for i in range(B):
+            for t in range(T):
+                logits[i, t, TOK.stoi[self.next_char(TOK.decode(idx[i, :t + 1].tolist()))]] = 20
+        return logits, None
+
+    def generate(self, idx, max_new_tokens, temperature=1.0):
+        assert temperature == 0  # answer_accuracy must ask for greedy decoding
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx)
+            idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return idx
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_an_oracle_scores_perfectly(reverse):
+    problems = tasks.addition_problems(40, digits=3, seed=0, reverse_answer=reverse)
+    scores = tasks.answer_accuracy(Oracle(reverse), TOK, problems)
+    assert scores["exact_match"] == 1 and scores["token_accuracy"] == 1
+    assert scores["answer_nll"] < 1e-6 and scores["n"] == 40
+
+
+def test_one_wrong_digit_zeroes_exact_match_but_not_token_accuracy():
+    problems = tasks.addition_problems(40, digits=3, seed=0)
+    scores = tasks.answer_accuracy(Oracle(wrong_last=True), TOK, problems)
+    digits = sum(len(p.answer) for p in problems)
+    assert scores["exact_match"] == 0
+    assert scores["token_accuracy"] == pytest.approx(1 - len(problems) / digits)
+    assert scores["answer_nll"] == pytest.approx(20 * len(problems) / digits, rel=1e-4)
+
+
+def test_a_model_that_keeps_writing_digits_is_not_an_exact_match():
+    class Rambler(Oracle):
+        def next_char(self, text):
+            char = super().next_char(text)
+            return "7" if char == "\n" else char
+
+    problems = tasks.addition_problems(20, digits=2, seed=0)
+    scores = tasks.answer_accuracy(Rambler(), TOK, problems)
+    assert scores["exact_match"] == 0 and scores["token_accuracy"] == 1
+
+
+def test_an_untrained_gpt_scores_near_zero():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=TOK.vocab_size, block_size=32, n_layer=1, n_head=2,
+                          n_embd=32))
+    model.train()
+    problems = tasks.addition_problems(60, digits=3, seed=0)
+    scores = tasks.answer_accuracy(model, TOK, problems, batch_size=16)
+    assert scores["exact_match"] == 0 and scores["token_accuracy"] < 0.3
+    assert scores["answer_nll"] > 1.5  # about ln(13) = 2.56 for a uniform guess
+    assert model.training  # the mode is restored
+    with pytest.raises(ValueError, match="no problems"):
+        tasks.answer_accuracy(model, TOK, [])
