@@ -404,7 +404,7 @@ _COMMON = {"sizes": SIZES, "held_out": HELD_OUT, "block_size": BLOCK_SIZE, "batc
 SWEEPS: dict[str, dict[str, Any]] = {
     "ci": {**_COMMON, "tokens": 20_480, "warmup_steps": 2, "eval_points": 4},
     "cpu": {**_COMMON, "tokens": 1_000_000, "warmup_steps": 50, "eval_points": 12},
-    "gpu": {**_COMMON, "tokens": 10_000_000, "warmup_steps": 50, "eval_points": 16},
+    "gpu": {**_COMMON, "tokens": 5_000_000, "warmup_steps": 50, "eval_points": 20},
 }
 
 
