@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Problem", "addition_problems", "answer_accuracy", "problems_text"]
+__all__ = ["Problem", "addition_problems", "answer_accuracy", "problem_batches", "problems_text"]
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,17 @@ class Problem:
         return self.prompt + self.answer
 
 
-def addition_problems(n: int, digits: int, seed: int = 0, reverse_answer: bool = False
-                      ) -> list[Problem]:
+def addition_problems(n: int, digits: int, seed: int = 0, reverse_answer: bool = False,
+                      pad: bool = False) -> list[Problem]:
     """``n`` random sums of two ``digits``-digit numbers: ``"123+456="`` -> ``"579"``.
 
     Operands have exactly ``digits`` digits (0-9 for ``digits=1``), so every prompt of a set has
     the same length; the sum has ``digits`` or ``digits + 1``. ``reverse_answer`` writes the
-    sum least-significant digit first. Problems may repeat (draws are independent): to hold
-    some out, draw another seed and drop the prompts that the training set has."""
+    sum least-significant digit first. ``pad`` writes every sum with ``digits + 1`` digits
+    (a leading zero, which comes last when reversed: "0579" or "9750"), so that every problem
+    of a set has the same length and each digit sits at the same position every time.
+    Problems may repeat (draws are independent): to hold some out, draw another seed and drop
+    the prompts that the training set has."""
     if not isinstance(digits, int) or digits < 1:
         raise ValueError(f"digits must be an integer >= 1, got {digits!r}")
     if not isinstance(n, int) or n < 0:
@@ -77,7 +80,7 @@ def addition_problems(n: int, digits: int, seed: int = 0, reverse_answer: bool =
     problems = []
     for _ in range(n):
         a, b = rng.randint(low, high), rng.randint(low, high)
-        answer = str(a + b)
+        answer = str(a + b).zfill(digits + 1 if pad else 0)
         problems.append(Problem(f"{a}+{b}=", answer[::-1] if reverse_answer else answer))
     return problems
 
@@ -85,6 +88,30 @@ def addition_problems(n: int, digits: int, seed: int = 0, reverse_answer: bool =
 def problems_text(problems: Sequence[Problem]) -> str:
     """Training text: each solved problem on its own line."""
     return "".join(p.text + "\n" for p in problems)
+
+
+def problem_batches(problems: Sequence[Problem], tokenizer, batch_size: int,
+                    per_window: int = 4, generator: torch.Generator | None = None
+                    ) -> tuple[Callable[[str], tuple[torch.Tensor, torch.Tensor]], int]:
+    """``(get_batch, block_size)`` for the Trainer: each window holds ``per_window`` whole
+    problems drawn at random (each followed by its line break), so a window always starts at
+    the start of a problem. Unlike windows cut anywhere in ``problems_text``, the model sees
+    each part of a problem at the same few positions, which makes it far quicker to learn.
+    Problems must all have the same length (``addition_problems(..., pad=True)``).
+    ``get_batch`` ignores its split argument: hold problems out by scoring other ones."""
+    rows = [tokenizer.encode(p.text + "\n") for p in problems]
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ValueError("problem_batches needs problems of one length (and at least one): "
+                         "use addition_problems(..., pad=True)")
+    table = torch.tensor(rows, dtype=torch.long)  # (n, L): one problem and its line break a row
+    n, length = table.shape
+
+    def get_batch(_split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, n, (batch_size, per_window), generator=generator)
+        seq = table[idx].reshape(batch_size, per_window * length)  # (B, K * L)
+        return seq[:, :-1], seq[:, 1:]
+
+    return get_batch, per_window * length - 1
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -35,6 +35,34 @@ def test_reverse_answer_writes_the_least_significant_digit_first():
     assert tasks.problems_text(plain[:2]) == f"{plain[0].text}\n{plain[1].text}\n"
 
 
+def test_padding_gives_every_sum_digits_plus_one_digits():
+    plain = tasks.addition_problems(100, digits=3, seed=4)
+    padded = tasks.addition_problems(100, digits=3, seed=4, pad=True)
+    flipped = tasks.addition_problems(100, digits=3, seed=4, pad=True, reverse_answer=True)
+    assert {len(p.answer) for p in plain} == {3, 4}  # so padding has something to do
+    assert {len(p.answer) for p in padded} == {4}
+    assert all(int(q.answer) == int(p.answer) for p, q in zip(plain, padded))
+    assert all(f.answer == q.answer[::-1] for q, f in zip(padded, flipped))
+    assert any(q.answer.startswith("0") for q in padded)
+
+
+def test_problem_batches_hold_whole_problems_from_their_start():
+    problems = tasks.addition_problems(50, digits=2, seed=0, pad=True)
+    get_batch, block_size = tasks.problem_batches(problems, TOK, batch_size=8, per_window=3,
+                                                  generator=torch.Generator().manual_seed(0))
+    x, y = get_batch("train")
+    length = len(problems[0].text) + 1
+    assert block_size == 3 * length - 1 and x.shape == y.shape == (8, block_size)
+    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x shifted by one
+    texts = {p.text for p in problems}
+    for row_x, row_y in zip(x.tolist(), y.tolist()):
+        window = TOK.decode(row_x + row_y[-1:])
+        lines = window.split("\n")
+        assert lines[-1] == "" and len(lines) == 4 and all(line in texts for line in lines[:3])
+    with pytest.raises(ValueError, match="pad=True"):
+        tasks.problem_batches(tasks.addition_problems(50, digits=3, seed=0), TOK, batch_size=2)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"n": 5, "digits": 0}, "digits must be an integer >= 1"),
     ({"n": -1, "digits": 2}, "n must be an integer >= 0"),
