@@ -265,6 +265,25 @@ class LossSurface:
                 f"+ {self.B:.3g} / D^{self.beta:.3g}")
 
 
+def budget_plan(surface: LossSurface, flops: float, n_params: float | None = None
+                ) -> dict[str, float]:
+    """What ``surface`` predicts for a budget of ``flops`` = 6 N D: the compute-optimal size
+    and tokens (``n_opt``, ``d_opt``, ``loss_opt``, ``tokens_per_param``) and, for a model of
+    ``n_params`` trained on the tokens the budget leaves it (D = C / 6N), ``n``, ``d`` and
+    ``loss``. The scaling explorer widget shows this."""
+    if not flops > 0:
+        raise ValueError(f"flops must be > 0, got {flops}")
+    n_opt, d_opt = (float(v) for v in surface.compute_optimal(flops))
+    plan = {"flops": float(flops), "n_opt": n_opt, "d_opt": d_opt,
+            "loss_opt": float(surface.predict(n_opt, d_opt)), "tokens_per_param": d_opt / n_opt}
+    if n_params is not None:
+        if not n_params > 0:
+            raise ValueError(f"n_params must be > 0, got {n_params}")
+        d = flops / (6 * n_params)
+        plan.update(n=float(n_params), d=d, loss=float(surface.predict(n_params, d)))
+    return plan
+
+
 def fit_loss_surface(N: Sequence[float], D: Sequence[float], L: Sequence[float],
                      delta: float = 1e-3, n_starts: int = 8) -> LossSurface:
     """Fit ``LossSurface`` to runs of N parameters, D tokens and loss L (Chinchilla approach 3).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 
 import ipywidgets as W
+import numpy as np
 
 from minigpt.gpt import GPT, sample
 from minigpt.ngram import SMOOTHINGS, NGramLM
@@ -185,3 +186,55 @@ def attention_heatmaps(model, tokenizer, text: str = "The capital of France is P
         control.observe(refresh, names="value")
     refresh()
     return W.VBox([W.HBox(controls), out])
+
+
+def _count(x: float) -> str:
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= size:
+            return f"{x / size:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def scaling_explorer(surface, flops: float = 1e15, n_params: float = 1e5,
+                     fitted_flops: tuple[float, float] | None = None) -> W.VBox:
+    """Pick a compute budget and a model size; see what a fitted scaling law predicts.
+
+    ``surface`` is a ``scaling.LossSurface``; the numbers come from ``scaling.budget_plan``:
+    the compute-optimal size and tokens for the budget, and the loss of the size you picked
+    when it spends the same budget. ``fitted_flops`` (low, high): the budgets the fit saw; the
+    widget warns when you extrapolate beyond them. Controls are ``children[0].children``
+    (budget exponent, size exponent); the table is ``children[1].value``."""
+    from minigpt.scaling import budget_plan, pf_days
+
+    style = {"description_width": "150px"}
+    controls = [
+        W.FloatSlider(value=float(np.log10(flops)), min=9, max=25, step=0.25,
+                      description="budget: 10^x FLOPs", style=style, continuous_update=False),
+        W.FloatSlider(value=float(np.log10(n_params)), min=3, max=12, step=0.25,
+                      description="your size: 10^x params", style=style, continuous_update=False),
+    ]
+    out = W.HTML()
+
+    def refresh(_change=None) -> None:
+        C, N = 10 ** controls[0].value, 10 ** controls[1].value
+        plan = budget_plan(surface, C, N)
+        worse = plan["loss"] / plan["loss_opt"] - 1
+        rows = [("budget", f"{C:.2e} FLOPs = {pf_days(C):.3g} PF-days"),
+                ("compute-optimal size", f"{_count(plan['n_opt'])} parameters"),
+                ("... trained on", (f"{_count(plan['d_opt'])} tokens "
+                                    f"({plan['tokens_per_param']:.1f} tokens per parameter)")),
+                ("... predicted loss", f"{plan['loss_opt']:.3f} nats per token"),
+                ("your size", f"{_count(N)} parameters on {_count(plan['d'])} tokens"),
+                ("... predicted loss", f"{plan['loss']:.3f} ({worse:+.1%} against the optimum)")]
+        table = "".join(f"<tr><td style='padding-right:12px'>{html.escape(k)}</td>"
+                        f"<td>{html.escape(v)}</td></tr>" for k, v in rows)
+        note = ""
+        if fitted_flops is not None and not fitted_flops[0] <= C <= fitted_flops[1]:
+            note = (f"<p style='color:#b00'>Extrapolated: the fit saw budgets from "
+                    f"{fitted_flops[0]:.1e} to {fitted_flops[1]:.1e} FLOPs.</p>")
+        out.value = f"<table>{table}</table>{note}"
+
+    for control in controls:
+        control.observe(refresh, names="value")
+    refresh()
+    return W.VBox([W.VBox(controls), out])

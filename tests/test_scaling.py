@@ -224,3 +224,15 @@ def test_isoflop_plot_draws_each_budget():
     points = scaling.isoflop(runs, [1e19, 1e20, 1e21])
     ax = scaling.plot_isoflop(points)
     assert len(ax.get_lines()) == 3 * len(points)
+
+
+def test_budget_plan_puts_the_optimum_below_every_other_size():
+    from minigpt.scaling import LossSurface, budget_plan
+
+    surface = LossSurface(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+    plan = budget_plan(surface, 5.76e23)  # Chinchilla's budget: ~70B parameters, ~1.4T tokens
+    assert 2e10 < plan["n_opt"] < 2e11 and 5e11 < plan["d_opt"] < 5e12
+    for n in np.geomspace(plan["n_opt"] / 30, plan["n_opt"] * 30, 13):
+        assert budget_plan(surface, 5.76e23, n)["loss"] >= plan["loss_opt"] - 1e-9
+    with pytest.raises(ValueError, match="flops must be > 0"):
+        budget_plan(surface, 0)

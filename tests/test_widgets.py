@@ -139,3 +139,21 @@ def test_attention_heatmaps_report_bad_text_instead_of_failing():
     assert "not in this CharTokenizer" in box.children[1].value
     text.value = "a" * 9
     assert "longer than the model&#x27;s context" in box.children[1].value
+
+
+def test_scaling_explorer_shows_the_plan_and_follows_budget_and_size():
+    from minigpt.scaling import LossSurface, budget_plan
+
+    surface = LossSurface(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al.'s fit
+    box = widgets.scaling_explorer(surface, flops=1e21, n_params=1e9, fitted_flops=(1e18, 1e22))
+    budget, size = box.children[0].children
+    plan = budget_plan(surface, 1e21, 1e9)
+    shown = box.children[1].value
+    assert f"{plan['loss_opt']:.3f}" in shown and f"{plan['loss']:.3f}" in shown
+    assert "Extrapolated" not in shown
+    budget.value = 24
+    bigger = budget_plan(surface, 1e24, 1e9)
+    assert f"{bigger['loss_opt']:.3f}" in box.children[1].value and "Extrapolated" in box.children[1].value
+    size.value = 11
+    assert f"{budget_plan(surface, 1e24, 1e11)['loss']:.3f}" in box.children[1].value
+
