@@ -14,6 +14,7 @@ from minigpt.checks.attention import *  # noqa: F403
 from minigpt.checks.gpt import *  # noqa: F403
 from minigpt.checks.ngram import *  # noqa: F403
 from minigpt.checks.rnn import *  # noqa: F403
+from minigpt.checks.scaling import *  # noqa: F403
 from minigpt.checks.tokenization import *  # noqa: F403
 from minigpt.checks.welcome import *  # noqa: F403
 from minigpt.checks.word2vec import *  # noqa: F403
