@@ -46,9 +46,12 @@ EVENTS = (
 )
 
 # GPT-3's training compute, as the articles give it, and the numbers needed to check it.
+# (A PF-day, 8.64e19 FLOPs, is ``minigpt.scaling.PF_DAY``.)
 GPT3_TRAINING_TOKENS = 300e9
 GPT3_PF_DAYS_REPORTED = 3640
-PF_DAY_FLOPS = 1e15 * 86_400  # one petaFLOP/s sustained for a day = 8.64e19 FLOPs
+GPT3_GPUS = 10_000  # V100s, for
+GPT3_TRAINING_DAYS = 14.8
+V100_PEAK_FLOPS = 125e12  # tensor-core peak, FLOP/s
 
 
 def _short(n: float) -> str:

@@ -69,6 +69,8 @@ if TYPE_CHECKING:
 
 PF_DAY = 1e15 * 86_400  # one petaFLOP/s for a day = 8.64e19 FLOPs
 FORMAT = "minigpt.scaling/1"  # tag of the results files written by save_results
+# SWEEPS["gpu"] run once by scripts/scaling_sweep.py; its meta says how, where and when
+STORED_SWEEP = Path(__file__).with_name("scaling_gpu.json")
 
 # ---- counting -------------------------------------------------------------------------------
 
