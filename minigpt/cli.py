@@ -129,12 +129,15 @@ def _train(args: argparse.Namespace) -> float:
               f"training tokens; device {trainer.device}{shared}", file=sys.stderr)
     trainer.checkpoint_extra = extra  # every checkpoint can be sampled from or resumed
     trainer.fit()
-    if not main_process:
-        return math.nan  # the first process measures and reports for all
-    loss, n_targets = heldout_loss(model, ids["val"], cfg.block_size)
-    bpb = metrics.bits_per_byte(loss, n_targets, len(parts["val"].encode("utf-8")))
-    print(f"step {trainer.step}: validation {loss:.3f} nats per token, {bpb:.3f} bits per byte; "
-          f"saved {out}")
+    bpb = math.nan  # the first process measures and reports for all
+    if main_process:
+        loss, n_targets = heldout_loss(model, ids["val"], cfg.block_size)
+        bpb = metrics.bits_per_byte(loss, n_targets, len(parts["val"].encode("utf-8")))
+        print(f"step {trainer.step}: validation {loss:.3f} nats per token, {bpb:.3f} bits per "
+              f"byte; saved {out}")
+    # The others wait here: a process that left the group while the first one was still
+    # measuring made gloo abort it ("terminate called without an active exception").
+    distributed.barrier()
     return bpb
 
 
