@@ -622,6 +622,8 @@ def plot_loss_vs_params(runs: Sequence[RunResult], fit: PowerLaw | None = None,
         ax.legend()
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N",
            ylabel="validation loss (nats per token)")
+    ax.yaxis.set_major_formatter("{x:.2f}")  # plain numbers: the range spans far less than 10x
+    ax.yaxis.set_minor_formatter("{x:.2f}")
     return ax
 
 
@@ -636,6 +638,8 @@ def plot_curves(runs: Sequence[RunResult], ax: Axes | None = None) -> Axes:
     ax.plot(grid, best, "k:", lw=2, label="envelope (best at each budget)")
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs",
            ylabel="validation loss (nats per token)")
+    ax.yaxis.set_major_formatter("{x:.1f}")
+    ax.yaxis.set_minor_formatter("{x:.1f}")
     ax.legend(fontsize=8)
     return ax
 
