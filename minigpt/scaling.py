@@ -344,6 +344,11 @@ class RunResult:
     def final_loss(self) -> float:
         return self.loss[-1]
 
+    def loss_at(self, flops: float) -> float:
+        """Validation loss after ``flops`` training FLOPs, interpolated in log FLOPs between
+        evaluations; ``flops`` must lie within the curve (``flops[0] <= flops <= flops[-1]``)."""
+        return float(np.interp(np.log(flops), np.log(self.flops), self.loss))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -380,7 +385,7 @@ def isoflop(runs: Sequence[RunResult], budgets: Sequence[float], min_runs: int =
         for run in runs:
             if run.flops[0] <= C <= run.flops[-1]:
                 ns.append(run.n_params)
-                losses.append(float(np.interp(np.log(C), np.log(run.flops), run.loss)))
+                losses.append(run.loss_at(C))
                 fpts.append(run.flops[-1] / run.tokens[-1])
         if len(ns) < min_runs:
             continue
@@ -601,6 +606,14 @@ def _axes(ax: Axes | None) -> Axes:
     return ax
 
 
+def _plain_y(ax: Axes, fmt: str) -> Axes:
+    """Plain tick labels on a log y axis whose range spans far less than 10x (matplotlib
+    would otherwise write 2.2 as 2.2 x 10^0)."""
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt)
+    return ax
+
+
 def _colours(runs: Sequence[RunResult]) -> list:
     import matplotlib.pyplot as plt
 
@@ -622,9 +635,22 @@ def plot_loss_vs_params(runs: Sequence[RunResult], fit: PowerLaw | None = None,
         ax.legend()
     ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N",
            ylabel="validation loss (nats per token)")
-    ax.yaxis.set_major_formatter("{x:.2f}")  # plain numbers: the range spans far less than 10x
-    ax.yaxis.set_minor_formatter("{x:.2f}")
-    return ax
+    return _plain_y(ax, "{x:.2f}")
+
+
+def plot_loss_vs_tokens(run: RunResult, fit: PowerLaw | None = None, fit_from: float | None = None,
+                        ax: Axes | None = None) -> Axes:
+    """One run's validation loss against the tokens it has read (log-log), and a fit L(D)
+    drawn from ``fit_from`` tokens (default: the first point) to 3x the run's last."""
+    ax = _axes(ax)
+    ax.plot(run.tokens, run.loss, "o", label="validation loss along training")
+    if fit is not None:
+        d = np.geomspace(fit_from or run.tokens[0], run.tokens[-1] * 3)
+        ax.plot(d, fit.predict(d), "k--", lw=1, label=f"fit: {fit.format('D')}")
+    ax.set(xscale="log", yscale="log", xlabel="training tokens D",
+           ylabel="validation loss (nats per token)")
+    ax.legend(fontsize=8)
+    return _plain_y(ax, "{x:.1f}")
 
 
 def plot_curves(runs: Sequence[RunResult], ax: Axes | None = None) -> Axes:
@@ -633,15 +659,13 @@ def plot_curves(runs: Sequence[RunResult], ax: Axes | None = None) -> Axes:
     for run, colour in zip(runs, _colours(runs)):
         ax.plot(run.flops, run.loss, "-", color=colour, label=f"N = {run.n_params:,}")
     grid = np.geomspace(min(r.flops[0] for r in runs), max(r.flops[-1] for r in runs), 200)
-    best = [min((np.interp(np.log(c), np.log(r.flops), r.loss) for r in runs
+    best = [min((r.loss_at(c) for r in runs
                  if r.flops[0] <= c <= r.flops[-1]), default=np.nan) for c in grid]
     ax.plot(grid, best, "k:", lw=2, label="envelope (best at each budget)")
     ax.set(xscale="log", yscale="log", xlabel="training FLOPs",
            ylabel="validation loss (nats per token)")
-    ax.yaxis.set_major_formatter("{x:.1f}")
-    ax.yaxis.set_minor_formatter("{x:.1f}")
     ax.legend(fontsize=8)
-    return ax
+    return _plain_y(ax, "{x:.1f}")
 
 
 def plot_isoflop(points: Sequence[IsoFlopPoint], ax: Axes | None = None) -> Axes:

@@ -199,6 +199,12 @@ def test_script_runs_the_ci_sweep_and_writes_the_results_format(tmp_path):
     assert len(ax.get_lines()) == len(runs) + 1
     fit = scaling.fit_power_law([r.n_params for r in runs], [r.final_loss for r in runs])
     assert len(scaling.plot_loss_vs_params(runs, fit).get_lines()) == len(runs) + 1
+    last = runs[-1]
+    assert len(scaling.plot_loss_vs_tokens(last, fit).get_lines()) == 2  # points and the fit
+    # loss_at reads the curve: exact at an evaluation, in between between two
+    assert last.loss_at(last.flops[1]) == pytest.approx(last.loss[1])
+    middle = (last.flops[1] * last.flops[2]) ** 0.5
+    assert min(last.loss[1:3]) <= last.loss_at(middle) <= max(last.loss[1:3])
 
 
 @pytest.mark.skipif(not (ROOT / "minigpt/scaling_gpu.json").exists(),
