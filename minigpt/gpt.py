@@ -234,15 +234,10 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.pos_emb.weight.numel() if non_embedding else n
 
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, vocab_size) for token ids ``idx`` (B, T), and the mean cross-entropy
-        against ``targets`` (B, T) if given. With a ``cache``, ``idx`` holds only the new tokens:
-        they sit at positions ``len(cache)`` onwards and attend to the cached ones too."""
+    def features(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The last block's output after the final LayerNorm, (B, T, n_embd): what the output
+        layer reads. Heads other than the next-token one (a reward model's score, PPO's value)
+        read it too (chapters 09-10)."""
         B, T = idx.shape
         past = 0 if cache is None else len(cache)
         if past + T > self.cfg.block_size:
@@ -254,7 +249,19 @@ class GPT(nn.Module):
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for block in self.blocks:
             x = block(x, cache)
-        logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
+        return self.ln_f(x)  # (B, T, C)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab_size) for token ids ``idx`` (B, T), and the mean cross-entropy
+        against ``targets`` (B, T) if given. With a ``cache``, ``idx`` holds only the new tokens:
+        they sit at positions ``len(cache)`` onwards and attend to the cached ones too."""
+        B, T = idx.shape
+        logits = self.head(self.features(idx, cache))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))

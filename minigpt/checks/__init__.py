@@ -13,8 +13,11 @@ from minigpt.checks._base import NotDoneYet as NotDoneYet  # re-exported for the
 from minigpt.checks.attention import *  # noqa: F403
 from minigpt.checks.gpt import *  # noqa: F403
 from minigpt.checks.ngram import *  # noqa: F403
+from minigpt.checks.reward import *  # noqa: F403
+from minigpt.checks.rlhf import *  # noqa: F403
 from minigpt.checks.rnn import *  # noqa: F403
 from minigpt.checks.scaling import *  # noqa: F403
+from minigpt.checks.sft import *  # noqa: F403
 from minigpt.checks.tokenization import *  # noqa: F403
 from minigpt.checks.welcome import *  # noqa: F403
 from minigpt.checks.word2vec import *  # noqa: F403
