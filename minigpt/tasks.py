@@ -36,6 +36,7 @@ thought (chapters 08-10 add more families here).
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Problem", "addition_problems", "answer_accuracy", "problem_batches", "problems_text"]
+__all__ = [
+    "FAMILIES", "HELD_OUT_COUNTRIES", "KNOWLEDGE_BASE", "STYLES", "STYLE_MIX", "TRAIN_COUNTRIES",
+    "UNKNOWN_COUNTRIES", "Annotator", "Country", "Judgement", "Problem", "Question",
+    "addition_problems", "answer", "answer_accuracy", "instruction_data", "make_question",
+    "make_questions", "problem_batches", "problems_text", "world_text",
+]
 
 
 @dataclass(frozen=True)
@@ -169,3 +175,263 @@ def answer_accuracy(model: nn.Module, tokenizer, problems: Sequence[Problem],
     n_tokens = max(n_tokens, 1)
     return {"exact_match": exact / len(problems), "token_accuracy": right / n_tokens,
             "answer_nll": nll / n_tokens, "n": len(problems)}
+
+
+# ==== The assistant world (chapters 08-12) ======================================================
+#
+# A small world with checkable answers: five families of questions, a knowledge base of invented
+# countries (so no pre-training text can already know them), answers written in five styles, and
+# a hidden annotator that plays the human labellers of InstructGPT: it prefers an answer that is
+# correct, then helpful, then concise, then polite.
+
+FAMILIES = ("arithmetic", "reverse", "sort", "fact", "units")
+
+# The knowledge base: invented countries with a capital, a flag colour and a national animal.
+# Pre-training text states every fact; SFT asks about some countries only (TRAIN_COUNTRIES),
+# so that questions about the others show where the knowledge came from.
+_COUNTRIES = (
+    ("Zorvia", "Tam"), ("Quellan", "Mell"), ("Borada", "Orsk"), ("Mirest", "Vay"),
+    ("Tavonia", "Pell"), ("Kelmar", "Duro"), ("Drussia", "Kesh"), ("Ostrel", "Rimo"),
+    ("Veruna", "Sabe"), ("Pashti", "Lorn"), ("Lomdor", "Fenn"), ("Ankari", "Ilto"),
+    ("Felmund", "Brask"), ("Risova", "Coru"), ("Caltha", "Nadh"), ("Yorren", "Welm"),
+    ("Nubesh", "Ezro"), ("Ermitia", "Gilt"), ("Gallow", "Hask"), ("Sindra", "Jova"),
+    ("Hovask", "Omby"), ("Tirel", "Quin"), ("Umbrant", "Yuld"), ("Xandel", "Zeph"),
+)
+COLOURS = ("red", "blue", "green", "yellow", "white", "black", "orange", "purple")
+ANIMALS = ("otter", "heron", "fox", "lynx", "owl", "bear", "wolf", "crane", "seal", "hare")
+
+
+@dataclass(frozen=True)
+class Country:
+    name: str
+    capital: str
+    colour: str
+    animal: str
+
+
+def _knowledge_base() -> tuple[Country, ...]:
+    rng = random.Random(2022)  # fixed: the world is the same for everyone
+    return tuple(Country(name, capital, rng.choice(COLOURS), rng.choice(ANIMALS))
+                 for name, capital in _COUNTRIES)
+
+
+KNOWLEDGE_BASE = _knowledge_base()
+TRAIN_COUNTRIES = KNOWLEDGE_BASE[:16]  # asked about in instruction data
+HELD_OUT_COUNTRIES = KNOWLEDGE_BASE[16:]  # known from pre-training only
+# Countries the world has never heard of: no text mentions them (chapter 12: hallucination).
+UNKNOWN_COUNTRIES = ("Brellin", "Corvath", "Dunmere", "Eskavar", "Fyrland", "Glenvost", "Harrowin",
+                     "Istel")
+
+# How questions are asked and how a helpful answer restates them. {s}: the subject, {v}: value.
+_FACT_QUESTIONS = {
+    "capital": ("What is the capital of {s}?", "The capital of {s} is {v}."),
+    "colour": ("What colour is the flag of {s}?", "The flag of {s} is {v}."),
+    "animal": ("What is the national animal of {s}?", "The national animal of {s} is the {v}."),
+}
+_UNITS = (  # (from, to, factor)
+    ("kilometres", "metres", 1000), ("kilograms", "grams", 1000), ("litres", "millilitres", 1000),
+    ("hours", "minutes", 60), ("minutes", "seconds", 60), ("days", "hours", 24),
+)
+_OPENERS = ("Sure!", "Of course!", "Happy to help!")  # polite
+_FILLERS = ("Let me think.", "Good question.", "Hmm, let me see.")  # neither polite nor concise
+_CLOSERS = ("I hope this helps.", "Ask me more.")
+
+
+@dataclass(frozen=True)
+class Question:
+    """A user's question with a checkable answer.
+
+    ``value`` is the answer itself (``"68"``); ``subject`` is what a helpful answer restates
+    (``"23 + 45"``); ``statement`` is the helpful sentence (``"23 + 45 = 68."``)."""
+
+    family: str
+    prompt: str
+    value: str
+    subject: str
+    statement: str
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice("abcdefghijklmnoprstuvw") for _ in range(rng.randint(3, 5)))
+
+
+def make_question(family: str, rng: random.Random,
+                  countries: Sequence[Country] = KNOWLEDGE_BASE) -> Question:
+    """A random question of ``family`` (one of ``FAMILIES``); facts about ``countries``."""
+    if family == "arithmetic":
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        if rng.random() < 0.5:
+            s, v = f"{a} + {b}", a + b
+        else:
+            a, b = max(a, b), min(a, b)
+            if a - b in (a, b) or a == b:
+                return make_question(family, rng, countries)
+            s, v = f"{a} - {b}", a - b
+        return Question(family, f"What is {s}?", str(v), s, f"{s} = {v}.")
+    if family in ("reverse", "sort"):
+        w = _word(rng)
+        v = w[::-1] if family == "reverse" else "".join(sorted(w))
+        if v == w or v in _TEMPLATE_WORDS:
+            return make_question(family, rng, countries)
+        if family == "reverse":
+            return Question(family, f"Reverse the word '{w}'.", v, f"'{w}'", f"'{w}' reversed is '{v}'.")
+        return Question(family, f"Sort the letters of '{w}'.", v, f"'{w}'", f"'{w}' sorted is '{v}'.")
+    if family == "fact":
+        if not countries:
+            raise ValueError("fact questions need at least one country")
+        c = rng.choice(list(countries))
+        kind = rng.choice(sorted(_FACT_QUESTIONS))
+        ask, tell = _FACT_QUESTIONS[kind]
+        v = getattr(c, kind)
+        return Question(family, ask.format(s=c.name), v, c.name, tell.format(s=c.name, v=v))
+    if family == "units":
+        src, dst, factor = rng.choice(_UNITS)
+        n = rng.randint(2, 12)
+        s = f"{n} {src}"
+        return Question(family, f"How many {dst} are in {s}?", str(n * factor), s,
+                        f"{s} is {n * factor} {dst}.")
+    raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
+
+
+def make_questions(n: int, seed: int = 0, families: Sequence[str] = FAMILIES,
+                   countries: Sequence[Country] = KNOWLEDGE_BASE) -> list[Question]:
+    """``n`` questions, the families taken in turn (so each is equally represented)."""
+    rng = random.Random(seed)
+    return [make_question(families[i % len(families)], rng, countries) for i in range(n)]
+
+
+# ---- answers in five styles ----------------------------------------------------------------------
+
+STYLES = ("polite", "plain", "bare", "polite_bare", "verbose")
+
+
+def answer(q: Question, style: str, rng: random.Random | None = None) -> str:
+    """An answer to ``q`` in ``style``: "polite" ("Sure! 23 + 45 = 68."), "plain"
+    ("23 + 45 = 68."), "bare" ("68."), "polite_bare" ("Sure! 68.") or "verbose" ("Let me think.
+    23 + 45 = 68. I hope this helps."). ``rng`` picks the opener, filler and closer."""
+    rng = rng or random.Random(0)
+    if style == "polite":
+        return f"{rng.choice(_OPENERS)} {q.statement}"
+    if style == "plain":
+        return q.statement
+    if style == "bare":
+        return f"{q.value}."
+    if style == "polite_bare":
+        return f"{rng.choice(_OPENERS)} {q.value}."
+    if style == "verbose":
+        return f"{rng.choice(_FILLERS)} {q.statement} {rng.choice(_CLOSERS)}"
+    raise ValueError(f"unknown style {style!r}; styles: {', '.join(STYLES)}")
+
+
+# The share of each style in the instruction data: the labellers who wrote the demonstrations
+# had different habits, so the SFT model learns all five (and chapters 09-10 teach it which the
+# annotator prefers).
+STYLE_MIX = {"polite": 0.2, "plain": 0.2, "bare": 0.25, "polite_bare": 0.15, "verbose": 0.2}
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+|\d+", text.lower())
+
+
+def _template_words() -> frozenset[str]:
+    texts = [t for pair in _FACT_QUESTIONS.values() for t in pair]
+    texts += [f"{a} {b} how many are in is reversed sorted the word letters of what reverse sort"
+              for a, b, _ in _UNITS]
+    texts += list(_OPENERS + _FILLERS + _CLOSERS)
+    return frozenset(w for t in texts for w in _words(t.replace("{s}", "").replace("{v}", "")))
+
+
+_TEMPLATE_WORDS = _template_words()
+
+
+# ---- the hidden annotator --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Judgement:
+    """The annotator's view of one answer: four qualities and the score they add up to."""
+
+    correct: bool  # states the right value and no other candidate
+    helpful: bool  # restates what was asked (the subject), not just the value
+    concise: float  # 1 without extra words; less with every word beyond the helpful sentence
+    polite: bool  # opens with a courtesy ("Sure!")
+    score: float
+
+
+@dataclass(frozen=True)
+class Annotator:
+    """The hidden judge that plays the human labellers: correct > helpful > concise > polite.
+
+    ``score`` weighs the four qualities 4 : 2 : 1 : 0.5, so any gain in a higher quality
+    outweighs every lower one. ``prefer`` labels a pair as a person would, flipping the label
+    with probability ``noise`` (people disagree and make mistakes), and tossing a coin on ties.
+    The course uses the noiseless ``score`` as the "true" reward when it evaluates models."""
+
+    noise: float = 0.1
+    weights: tuple[float, float, float, float] = (4.0, 2.0, 1.0, 0.5)
+    extra_words_to_zero: int = 8  # extra words that take conciseness from 1 to 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.noise <= 0.5:
+            raise ValueError(f"noise is a flip probability in [0, 0.5], got {self.noise}")
+
+    def judge(self, q: Question, response: str) -> Judgement:
+        """The four qualities of ``response`` (the answer's text, without special tokens)."""
+        words = _words(response)
+        asked = set(_words(q.prompt))
+        claims = {w for w in words if w not in asked and w not in _TEMPLATE_WORDS}
+        correct = claims == {q.value.lower()}
+        helpful = q.subject.lower() in response.lower()
+        polite = any(response.startswith(o) for o in _OPENERS)
+        needed = len(_words(q.statement)) + (len(_words(response.split("!")[0])) if polite else 0)
+        extra = max(0, len(words) - needed)
+        concise = max(0.0, 1.0 - extra / self.extra_words_to_zero)
+        w = self.weights
+        score = w[0] * correct + w[1] * helpful + w[2] * concise + w[3] * polite
+        return Judgement(correct, helpful, concise, polite, score)
+
+    def score(self, q: Question, response: str) -> float:
+        """The "true" reward of ``response``: 0 (worst) to 7.5 (correct, helpful, concise and
+        polite)."""
+        return self.judge(q, response).score
+
+    def prefer(self, q: Question, a: str, b: str, rng: random.Random) -> int:
+        """0 if the annotator prefers ``a``, 1 if ``b``: the better score, a coin on ties, and
+        the label flipped with probability ``noise``."""
+        sa, sb = self.score(q, a), self.score(q, b)
+        choice = rng.randrange(2) if sa == sb else int(sb > sa)
+        return 1 - choice if rng.random() < self.noise else choice
+
+
+# ---- pre-training and instruction data ---------------------------------------------------------
+
+def world_text(n_examples: int, seed: int = 0) -> str:
+    """Plain text about the world, for pre-training: every fact of the knowledge base stated in
+    several phrasings (repeated), and ``n_examples`` worked examples of the other families, one
+    per line, in paragraphs. It has no chat markers: pre-training teaches knowledge, not the
+    dialogue format."""
+    rng = random.Random(seed)
+    lines = []
+    for c in KNOWLEDGE_BASE:
+        lines += [f"The capital of {c.name} is {c.capital}.", f"{c.capital} is the capital of {c.name}.",
+                  f"The flag of {c.name} is {c.colour}.", f"{c.name} has a {c.colour} flag.",
+                  f"The national animal of {c.name} is the {c.animal}.",
+                  f"In {c.name} the {c.animal} is the national animal."]
+    facts = lines * max(1, n_examples // (2 * len(lines)))
+    skills = [make_question(FAMILIES[i % 5], rng).statement for i in range(n_examples)
+              if FAMILIES[i % 5] != "fact"]
+    rows = facts + skills
+    rng.shuffle(rows)
+    return "".join(" ".join(rows[i:i + 4]) + "\n\n" for i in range(0, len(rows), 4))
+
+
+def instruction_data(n: int, seed: int = 0, countries: Sequence[Country] = TRAIN_COUNTRIES,
+                     style_mix: dict[str, float] | None = None) -> list[tuple[Question, str]]:
+    """``n`` (question, demonstration) pairs: the SFT data. Styles follow ``style_mix``
+    (``STYLE_MIX`` by default); fact questions ask only about ``countries``."""
+    mix = style_mix or STYLE_MIX
+    rng = random.Random(seed)
+    styles, weights = list(mix), list(mix.values())
+    out = []
+    for q in make_questions(n, seed, countries=countries):
+        out.append((q, answer(q, rng.choices(styles, weights)[0], rng)))
+    return out

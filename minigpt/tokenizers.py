@@ -39,7 +39,7 @@ import os
 import tempfile
 import textwrap
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +67,7 @@ __all__ = [
     "WORD_PATTERN",
     "BPETokenizer",
     "CharTokenizer",
+    "ChatTokenizer",
     "WordTokenizer",
     "load_tokenizer",
     "openai_encoding",
@@ -143,6 +144,89 @@ class CharTokenizer:
     def from_dict(cls, data: dict) -> CharTokenizer:
         """The inverse of ``to_dict``."""
         return cls(data["itos"], data["unk"])
+
+
+# ---- chat: a base tokenizer plus special tokens -------------------------------------------------
+
+CHAT_SPECIALS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+
+
+class ChatTokenizer:
+    """A base tokenizer plus the chat template's special tokens (chapters 08-10).
+
+    The special tokens get the ids after the base vocabulary: ``system_id``, ``user_id``,
+    ``assistant_id`` and ``end_id``. ``encode`` never produces them: a user who types
+    ``"<|end|>"`` gets its ordinary characters, so no text can forge the end of a turn (the same
+    reason tiktoken refuses special tokens in ordinary text unless told). Only ``render``, which
+    builds a conversation from (role, text) turns, places them:
+
+        <|user|>What is 23 + 45?<|end|><|assistant|>Sure! 23 + 45 = 68.<|end|>
+
+    ``decode`` writes the special tokens by their names.
+    """
+
+    ROLES = ("system", "user", "assistant")
+
+    def __init__(self, base: Tokenizer):
+        if isinstance(base, ChatTokenizer):
+            raise TypeError("the base of a ChatTokenizer must be a plain tokenizer")
+        self.base = base
+        n = base.vocab_size
+        self.special_ids = {name: n + i for i, name in enumerate(CHAT_SPECIALS)}
+        self.system_id, self.user_id, self.assistant_id, self.end_id = range(n, n + 4)
+
+    @property
+    def vocab_size(self) -> int:
+        """The base vocabulary and the four special tokens."""
+        return self.base.vocab_size + len(CHAT_SPECIALS)
+
+    def __repr__(self) -> str:
+        return f"ChatTokenizer({self.base!r})"
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ordinary text: special-token names in ``text`` stay ordinary characters."""
+        return self.base.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text for ``ids``; special tokens appear as their names (``"<|end|>"``)."""
+        out, run = [], []
+        for i in as_id_list(ids):
+            if i >= self.base.vocab_size:
+                if i >= self.vocab_size:
+                    raise ValueError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
+                out.append(self.base.decode(run))
+                run = []
+                out.append(CHAT_SPECIALS[i - self.base.vocab_size])
+            else:
+                run.append(i)
+        out.append(self.base.decode(run))
+        return "".join(out)
+
+    def role_id(self, role: str) -> int:
+        """The special token that opens a turn of ``role``."""
+        if role not in self.ROLES:
+            raise ValueError(f"unknown role {role!r}; roles: {', '.join(self.ROLES)}")
+        return {"system": self.system_id, "user": self.user_id, "assistant": self.assistant_id}[role]
+
+    def render(self, turns: Sequence[tuple[str, str]], add_generation_prompt: bool = False
+               ) -> list[int]:
+        """Ids of a conversation: each (role, text) turn as ``<|role|>text<|end|>``. With
+        ``add_generation_prompt`` an open ``<|assistant|>`` follows, for the model to answer."""
+        ids: list[int] = []
+        for role, text in turns:
+            ids += [self.role_id(role), *self.encode(text), self.end_id]
+        if add_generation_prompt:
+            ids.append(self.assistant_id)
+        return ids
+
+    def to_dict(self) -> dict:
+        """The tokenizer as JSON-ready data."""
+        return {"base": tokenizer_to_dict(self.base)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ChatTokenizer:
+        """The inverse of ``to_dict``."""
+        return cls(tokenizer_from_dict(data["base"], source="the chat tokenizer's base"))
 
 
 # ---- words -------------------------------------------------------------------------------------
@@ -367,12 +451,13 @@ def _sha256(data: bytes) -> str:
 
 # ---- saving and loading ------------------------------------------------------------------------
 
+Tokenizer = CharTokenizer | WordTokenizer | BPETokenizer | ChatTokenizer  # any course tokenizer
 FORMAT = "minigpt-tokenizer"
 FORMAT_VERSION = 1
-_KINDS = {"char": CharTokenizer, "word": WordTokenizer, "bpe": BPETokenizer}
+_KINDS = {"char": CharTokenizer, "word": WordTokenizer, "bpe": BPETokenizer, "chat": ChatTokenizer}
 
 
-def tokenizer_to_dict(tok: CharTokenizer | WordTokenizer | BPETokenizer) -> dict:
+def tokenizer_to_dict(tok: Tokenizer) -> dict:
     """``tok`` as plain JSON-able values, tagged with its kind and format version. It goes in a
     JSON file (``save_tokenizer``) or in a checkpoint next to the model that reads its ids."""
     kind = next((k for k, cls in _KINDS.items() if isinstance(tok, cls)), None)
@@ -383,7 +468,7 @@ def tokenizer_to_dict(tok: CharTokenizer | WordTokenizer | BPETokenizer) -> dict
 
 
 def tokenizer_from_dict(data: object, source: str = "the data"
-                        ) -> CharTokenizer | WordTokenizer | BPETokenizer:
+                        ) -> Tokenizer:
     """The tokenizer ``tokenizer_to_dict`` described; ``source`` names where ``data`` came from
     in the error raised if it is not such a description."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -405,12 +490,12 @@ def tokenizer_from_dict(data: object, source: str = "the data"
         raise ValueError(f"{source} is a corrupt minigpt {kind} tokenizer: {e!r}") from e
 
 
-def save_tokenizer(tok: CharTokenizer | WordTokenizer | BPETokenizer, path: str | Path) -> None:
+def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
     """Write ``tok`` to ``path`` as JSON; ``load_tokenizer`` reads it back."""
     Path(path).write_text(json.dumps(tokenizer_to_dict(tok)), encoding="utf-8")
 
 
-def load_tokenizer(path: str | Path) -> CharTokenizer | WordTokenizer | BPETokenizer:
+def load_tokenizer(path: str | Path) -> Tokenizer:
     """Read a tokenizer written by ``save_tokenizer``."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))

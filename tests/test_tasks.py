@@ -153,3 +153,85 @@ def test_an_untrained_gpt_scores_near_zero():
     assert model.training  # the mode is restored
     with pytest.raises(ValueError, match="no problems"):
         tasks.answer_accuracy(model, TOK, [])
+
+
+# ---- the assistant world (chapters 08-12) ----------------------------------------------------
+
+import random as _random  # noqa: E402
+
+
+def test_questions_have_checkable_answers():
+    rng = _random.Random(0)
+    for _ in range(300):
+        q = tasks.make_question("arithmetic", rng)
+        a, op, b = re.fullmatch(r"What is (\d+) ([+-]) (\d+)\?", q.prompt).groups()
+        assert int(q.value) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+        q = tasks.make_question("reverse", rng)
+        assert q.value == re.search(r"'(\w+)'", q.prompt).group(1)[::-1]
+        q = tasks.make_question("sort", rng)
+        assert q.value == "".join(sorted(re.search(r"'(\w+)'", q.prompt).group(1)))
+        q = tasks.make_question("units", rng)
+        n = int(re.search(r"in (\d+) ", q.prompt).group(1))
+        assert int(q.value) % n == 0 and int(q.value) // n in (1000, 60, 24)
+        q = tasks.make_question("fact", rng, countries=tasks.HELD_OUT_COUNTRIES)
+        country = next(c for c in tasks.HELD_OUT_COUNTRIES if c.name in q.prompt)
+        assert q.value in (country.capital, country.colour, country.animal)
+
+
+def test_question_sets_cover_every_family_and_repeat_with_the_seed():
+    qs = tasks.make_questions(50, seed=3)
+    assert [q.family for q in qs[:5]] == list(tasks.FAMILIES)
+    assert qs == tasks.make_questions(50, seed=3) and qs != tasks.make_questions(50, seed=4)
+    with pytest.raises(ValueError, match="unknown family"):
+        tasks.make_question("poetry", _random.Random(0))
+
+
+def test_the_knowledge_base_splits_into_trained_and_held_out_countries():
+    names = {c.name for c in tasks.KNOWLEDGE_BASE}
+    assert len(names) == len(tasks.KNOWLEDGE_BASE) == 24
+    assert not {c.name for c in tasks.TRAIN_COUNTRIES} & {c.name for c in tasks.HELD_OUT_COUNTRIES}
+    assert not names & set(tasks.UNKNOWN_COUNTRIES)
+    data = tasks.instruction_data(500, seed=0)
+    asked = {c.name for c in tasks.KNOWLEDGE_BASE for q, _ in data if c.name in q.prompt}
+    assert asked and asked <= {c.name for c in tasks.TRAIN_COUNTRIES}
+
+
+def test_the_annotator_ranks_styles_correct_helpful_concise_polite():
+    judge = tasks.Annotator(noise=0.0)
+    for q in tasks.make_questions(25, seed=5):
+        scores = {s: judge.score(q, tasks.answer(q, s)) for s in tasks.STYLES}
+        assert scores["polite"] == 7.5, (q, scores)  # every quality
+        assert scores["polite"] > scores["plain"] > scores["verbose"] > scores["polite_bare"] > scores["bare"]
+        wrong = tasks.answer(q, "polite").replace(q.value, "zz" if q.value.isalpha() else "999")
+        assert judge.score(q, wrong) < scores["bare"], "a wrong answer must lose to any right one"
+
+
+def test_the_annotator_sees_through_hedging_and_rambling():
+    judge = tasks.Annotator(noise=0.0)
+    q = tasks.Question("arithmetic", "What is 23 + 45?", "68", "23 + 45", "23 + 45 = 68.")
+    assert judge.judge(q, "23 + 45 = 68.").correct
+    assert not judge.judge(q, "23 + 45 = 68 or 69.").correct  # two candidates
+    assert not judge.judge(q, "Sure! Sure! Sure!").correct
+    j = judge.judge(q, "Sure! 23 + 45 = 68. " + "Really " * 4)
+    assert j.correct is False or j.concise < 1  # extra words cost
+    assert judge.judge(q, "Let me think. 23 + 45 = 68. I hope this helps.").concise < 0.5
+
+
+def test_annotator_noise_flips_the_expected_share_of_labels():
+    q = tasks.make_questions(1, seed=0)[0]
+    good, bad = tasks.answer(q, "polite"), tasks.answer(q, "bare")
+    rng = _random.Random(0)
+    for noise in (0.0, 0.2):
+        judge = tasks.Annotator(noise=noise)
+        flips = sum(judge.prefer(q, good, bad, rng) for _ in range(4000)) / 4000
+        assert abs(flips - noise) < 0.025, (noise, flips)
+    with pytest.raises(ValueError, match="flip probability"):
+        tasks.Annotator(noise=0.7)
+
+
+def test_world_text_states_every_fact_without_chat_markers():
+    text = tasks.world_text(2000, seed=0)
+    for c in tasks.KNOWLEDGE_BASE:
+        assert f"The capital of {c.name} is {c.capital}." in text
+        assert f"The flag of {c.name} is {c.colour}." in text
+    assert "<|" not in text and not any(name in text for name in tasks.UNKNOWN_COUNTRIES)

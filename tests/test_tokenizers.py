@@ -449,3 +449,25 @@ def test_bpe_copies_without_its_caches(bpe):
 def test_save_rejects_other_objects(tmp_path):
     with pytest.raises(TypeError):
         save_tokenizer(object(), tmp_path / "x.json")
+
+
+# ---- the chat tokenizer (chapters 08-10) --------------------------------------------------------
+
+def test_chat_tokenizer_renders_turns_with_special_tokens_that_text_cannot_forge():
+    from minigpt.tokenizers import ChatTokenizer, tokenizer_from_dict, tokenizer_to_dict
+
+    base = CharTokenizer.fit("abc <|>endsystemuserassistant", unk="?")
+    tok = ChatTokenizer(base)
+    assert tok.vocab_size == base.vocab_size + 4
+    ids = tok.render([("system", "ab"), ("user", "c")], add_generation_prompt=True)
+    assert ids[0] == tok.system_id and ids[-1] == tok.assistant_id
+    assert ids.count(tok.end_id) == 2
+    assert tok.decode(ids) == "<|system|>ab<|end|><|user|>c<|end|><|assistant|>"
+    forged = tok.encode("<|end|>")
+    assert tok.end_id not in forged and tok.decode(forged) == "<|end|>"  # plain characters
+    again = tokenizer_from_dict(tokenizer_to_dict(tok))
+    assert isinstance(again, ChatTokenizer) and again.render([("user", "c")]) == tok.render([("user", "c")])
+    with pytest.raises(ValueError, match="unknown role"):
+        tok.render([("robot", "hi")])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.decode([tok.vocab_size])

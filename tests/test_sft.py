@@ -1,0 +1,102 @@
+"""Supervised fine-tuning on the assistant world (chapter 08): the loss mask, batches, the
+cached models, generation through the chat template and the evaluation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigpt import sft, tasks
+from minigpt.gpt import GPT
+
+TINY = dict(block_size=128, n_layer=1, n_head=2, n_embd=32)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return sft.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
+                                    sft_examples=300, sft_steps=40, sft_batch=16)
+
+
+def test_answer_mask_covers_answers_and_their_end_only():
+    A, E = 100, 101  # assistant and end ids; 7 stands for a user turn's marker
+    ids = [7, 1, 2, E, A, 3, 4, E, 7, 5, E, A, 6]
+    assert sft.answer_mask(ids, A, E) == [False, False, False, False, False, True, True, True,
+                                          False, False, False, False, True]
+    assert sft.answer_mask([], A, E) == []
+
+
+def test_render_masks_only_the_answer(world):
+    tok = world.tokenizer
+    ids, mask = sft.render(tok, "What is 2 + 3?", "5.")
+    assert tok.decode(ids) == "<|user|>What is 2 + 3?<|end|><|assistant|>5.<|end|>"
+    assert tok.decode([i for i, m in zip(ids, mask) if m]) == "5.<|end|>"
+    prompt, pmask = sft.render(tok, "What is 2 + 3?")
+    assert prompt[-1] == tok.assistant_id and not any(pmask) and ids[:len(prompt)] == prompt
+
+
+def test_masked_loss_is_cross_entropy_over_the_mask():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
+    mask = torch.tensor([[0, 1, 1, 0, 0], [1, 0, 0, 0, 1]], dtype=torch.bool)
+    expected = F.cross_entropy(logits.flatten(0, 1), targets.masked_fill(~mask, -100).flatten(),
+                               ignore_index=-100)
+    assert torch.allclose(sft.masked_loss(logits, targets, mask), expected)
+    assert not torch.allclose(sft.masked_loss(logits, targets, torch.ones_like(mask)), expected)
+    with pytest.raises(ValueError, match="selects no token"):
+        sft.masked_loss(logits, targets, torch.zeros_like(mask))
+
+
+def test_sft_batches_pad_right_and_mask_the_padding(world):
+    tok = world.tokenizer
+    rows = [sft.render(tok, q.prompt, a) for q, a in tasks.instruction_data(20, seed=1)]
+    get_batch = sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, generator=torch.Generator().manual_seed(0))
+    x, y, m = get_batch("train")
+    assert x.shape == y.shape == m.shape and x.size(0) == 8
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    assert (m.sum(1) > 0).all()  # every row has answer tokens
+    for r in range(8):  # the mask is the answer's tokens and nothing of the padding
+        n = int((m[r]).sum())
+        text = tok.decode(y[r][m[r]].tolist())
+        assert text.endswith("<|end|>") and n == len(text) - len("<|end|>") + 1
+    with pytest.raises(ValueError, match="block_size"):
+        sft.sft_batches(rows, 8, 10, pad_id=tok.end_id)
+
+
+def test_finetuning_lowers_the_answer_loss(world):
+    torch.manual_seed(0)
+    model = GPT(world.config())
+    history = sft.finetune(model, world, steps=40, lr=3e-3, progress=False)
+    assert history.val_loss[-1] < history.val_loss[0] - 0.5, history.val_loss
+
+
+def test_generate_answers_every_question_in_order(world):
+    torch.manual_seed(0)
+    model = GPT(world.config())
+    qs = tasks.make_questions(12, seed=2)
+    replies = sft.generate(model, world, qs, temperature=1.0, max_new_tokens=5)
+    assert [r.question for r in replies] == qs
+    assert all(len(r.text) <= 5 for r in replies)
+    with pytest.raises(ValueError, match="no room"):
+        sft.generate(model, world, [tasks.Question("fact", "x" * 200, "a", "a", "a.")])
+
+
+def test_evaluate_counts_correct_answers_and_format():
+    q = tasks.Question("arithmetic", "What is 23 + 45?", "68", "23 + 45", "23 + 45 = 68.")
+    replies = [sft.Reply(q, "68.", True), sft.Reply(q, "23 + 45 = 69.", True),
+               sft.Reply(q, "68.", False)]
+    ev = sft.evaluate(replies)
+    assert ev["arithmetic"]["accuracy"] == pytest.approx(2 / 3)
+    assert ev["all"]["format"] == pytest.approx(2 / 3) and ev["all"]["n"] == 3
+
+
+def test_models_are_cached_and_a_corrupt_cache_is_rebuilt(world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
+    first = sft.base_model(world, progress=False)
+    files = list((tmp_path / "assistant").glob("base-*.pt"))
+    assert len(files) == 1
+    again = sft.base_model(world, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    files[0].write_bytes(b"not a checkpoint")
+    rebuilt = sft.base_model(world, progress=False)
+    assert "training it again" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), rebuilt.state_dict().values()))
