@@ -259,14 +259,10 @@ def make_question(family: str, rng: random.Random,
                   countries: Sequence[Country] = KNOWLEDGE_BASE) -> Question:
     """A random question of ``family`` (one of ``FAMILIES``); facts about ``countries``."""
     if family == "arithmetic":
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        if rng.random() < 0.5:
-            s, v = f"{a} + {b}", a + b
-        else:
-            a, b = max(a, b), min(a, b)
-            if a - b in (a, b) or a == b:
-                return make_question(family, rng, countries)
-            s, v = f"{a} - {b}", a - b
+        a, b = rng.randint(2, 19), rng.randint(2, 9)  # small sums: a table the model can learn
+        s, v = (f"{a} + {b}", a + b) if rng.random() < 0.5 else (f"{a} - {b}", a - b)
+        if v == b:  # 14 - 7 = 7: the answer must not be a number of the question
+            return make_question(family, rng, countries)
         return Question(family, f"What is {s}?", str(v), s, f"{s} = {v}.")
     if family in ("reverse", "sort"):
         w = _word(rng)
@@ -406,9 +402,10 @@ class Annotator:
 
 def world_text(n_examples: int, seed: int = 0) -> str:
     """Plain text about the world, for pre-training: every fact of the knowledge base stated in
-    several phrasings (repeated), and ``n_examples`` worked examples of the other families, one
-    per line, in paragraphs. It has no chat markers: pre-training teaches knowledge, not the
-    dialogue format."""
+    several phrasings and as a question followed by its answer (repeated), and worked examples
+    of the other families (``n_examples`` in all), in paragraphs of four sentences. Questions
+    appear as a web page's FAQ would have them, never in the chat template: pre-training
+    teaches knowledge, not the dialogue format."""
     rng = random.Random(seed)
     lines = []
     for c in KNOWLEDGE_BASE:
@@ -416,9 +413,15 @@ def world_text(n_examples: int, seed: int = 0) -> str:
                   f"The flag of {c.name} is {c.colour}.", f"{c.name} has a {c.colour} flag.",
                   f"The national animal of {c.name} is the {c.animal}.",
                   f"In {c.name} the {c.animal} is the national animal."]
+        # the same facts as a web page's questions and answers would give them (no chat markers)
+        for kind, (ask, _tell) in _FACT_QUESTIONS.items():
+            lines.append(f"{ask.format(s=c.name)} {getattr(c, kind)}.")
     facts = lines * max(1, n_examples // (2 * len(lines)))
-    skills = [make_question(FAMILIES[i % 5], rng).statement for i in range(n_examples)
-              if FAMILIES[i % 5] != "fact"]
+    skills = []
+    for i in range(n_examples):
+        if FAMILIES[i % 5] != "fact":
+            q = make_question(FAMILIES[i % 5], rng)
+            skills.append(q.statement if rng.random() < 0.7 else f"{q.prompt} {q.value}.")
     rows = facts + skills
     rng.shuffle(rows)
     return "".join(" ".join(rows[i:i + 4]) + "\n\n" for i in range(0, len(rows), 4))

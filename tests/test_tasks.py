@@ -1,5 +1,7 @@
-"""Synthetic tasks with checkable answers (chapter 07: addition, exact match vs per token)."""
+"""Synthetic tasks with checkable answers (chapter 07: addition, exact match vs per token;
+chapters 08-12: the assistant world and its annotator)."""
 
+import random as _random
 import re
 
 import pytest
@@ -156,9 +158,6 @@ def test_an_untrained_gpt_scores_near_zero():
 
 
 # ---- the assistant world (chapters 08-12) ----------------------------------------------------
-
-import random as _random  # noqa: E402
-
 
 def test_questions_have_checkable_answers():
     rng = _random.Random(0)

@@ -1,19 +1,19 @@
-"""Supervised fine-tuning on the assistant world (chapter 08): the loss mask, batches, the
-cached models, generation through the chat template and the evaluation."""
+"""Supervised fine-tuning (chapter 08) and the assistant world's pipeline: the loss mask,
+batches, the cached models, generation through the chat template and the evaluation."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import sft, tasks
+from minigpt import assistant, sft, tasks
 from minigpt.gpt import GPT
 
-TINY = dict(block_size=128, n_layer=1, n_head=2, n_embd=32)
+TINY = {"block_size": 128, "n_layer": 1, "n_head": 2, "n_embd": 32}
 
 
 @pytest.fixture(scope="module")
 def world():
-    return sft.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
+    return assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
                                     sft_examples=300, sft_steps=40, sft_batch=16)
 
 
@@ -73,30 +73,30 @@ def test_generate_answers_every_question_in_order(world):
     torch.manual_seed(0)
     model = GPT(world.config())
     qs = tasks.make_questions(12, seed=2)
-    replies = sft.generate(model, world, qs, temperature=1.0, max_new_tokens=5)
+    replies = assistant.generate(model, world, qs, temperature=1.0, max_new_tokens=5)
     assert [r.question for r in replies] == qs
     assert all(len(r.text) <= 5 for r in replies)
     with pytest.raises(ValueError, match="no room"):
-        sft.generate(model, world, [tasks.Question("fact", "x" * 200, "a", "a", "a.")])
+        assistant.generate(model, world, [tasks.Question("fact", "x" * 200, "a", "a", "a.")])
 
 
 def test_evaluate_counts_correct_answers_and_format():
     q = tasks.Question("arithmetic", "What is 23 + 45?", "68", "23 + 45", "23 + 45 = 68.")
-    replies = [sft.Reply(q, "68.", True), sft.Reply(q, "23 + 45 = 69.", True),
-               sft.Reply(q, "68.", False)]
-    ev = sft.evaluate(replies)
+    replies = [assistant.Reply(q, "68.", True), assistant.Reply(q, "23 + 45 = 69.", True),
+               assistant.Reply(q, "68.", False)]
+    ev = assistant.evaluate(replies)
     assert ev["arithmetic"]["accuracy"] == pytest.approx(2 / 3)
     assert ev["all"]["format"] == pytest.approx(2 / 3) and ev["all"]["n"] == 3
 
 
 def test_models_are_cached_and_a_corrupt_cache_is_rebuilt(world, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
-    first = sft.base_model(world, progress=False)
+    first = assistant.base_model(world, progress=False)
     files = list((tmp_path / "assistant").glob("base-*.pt"))
     assert len(files) == 1
-    again = sft.base_model(world, progress=False)
+    again = assistant.base_model(world, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
     files[0].write_bytes(b"not a checkpoint")
-    rebuilt = sft.base_model(world, progress=False)
+    rebuilt = assistant.base_model(world, progress=False)
     assert "training it again" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), rebuilt.state_dict().values()))

@@ -1,0 +1,331 @@
+"""The assistant world's pipeline: the models, data and judgements of chapters 08-12.
+
+Chapters 08-12 build one mini ChatGPT on the world of ``minigpt.tasks``: a base model
+pre-trained on wiki text mixed with plain text about the world, the SFT model fine-tuned from it
+(``minigpt.sft``), a reward model trained on the annotator's preferences between pairs of the
+SFT model's answers (``minigpt.reward``), and the policies of chapter 10 (``minigpt.rlhf``).
+
+    >>> from minigpt import assistant, tasks
+    >>> world = assistant.AssistantWorld.build()        # the chat tokenizer and the recipes
+    >>> model = assistant.sft_model(world)              # cached after the first time
+    >>> replies = assistant.generate(model, world, tasks.make_questions(100, seed=1))
+    >>> assistant.evaluate(replies)["all"]              # accuracy, format, annotator score
+
+``base_model``, ``sft_model`` and ``reward_model`` train their model the first time and then
+load it from the cache folder (``minigpt.cache_dir()/assistant``; files hold tensors only and
+load with ``torch.load(weights_only=True)``; a corrupt or stale file is trained again). The
+file names carry a hash of everything the model depends on: the recipe, the vocabulary and a
+sample of the world's data, so a change to any of them trains a new model.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import pickle
+import random
+import string
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from minigpt import data, incontext, reward, sft, tasks
+from minigpt.gpt import GPT, GPTConfig
+from minigpt.runtime import by_profile, cache_dir
+from minigpt.sft import render
+from minigpt.tokenizers import CharTokenizer, ChatTokenizer
+from minigpt.train import TrainConfig, Trainer, check_state_dict
+
+__all__ = [
+    "AssistantWorld", "Preference", "Reply", "base_model", "cache_model", "evaluate", "generate",
+    "preference_data", "pretraining_text", "recall_facts", "reply_ids", "reward_model",
+    "sample_preferences", "sft_model", "to_pairs", "train_reward",
+]
+
+
+# ---- the world: tokenizer, data recipe and models -----------------------------------------------
+
+@dataclass
+class AssistantWorld:
+    """Everything chapters 08-12 share about the assistant world: the chat tokenizer, the model
+    shape and the recipes of the base and SFT models, sized by the profile."""
+
+    tokenizer: ChatTokenizer
+    model: dict = field(default_factory=lambda: {"block_size": 128, "n_layer": 2, "n_head": 4,
+                                                 "n_embd": 128})
+    pretrain_steps: int = by_profile(ci=40, cpu=1500, gpu=4000)
+    annotator_noise: float = 0.1  # the share of preference labels flipped (chapters 09-10)
+    preference_questions: int = by_profile(ci=300, cpu=3000, gpu=6000)
+    reward_steps: int = by_profile(ci=20, cpu=300, gpu=600)
+    reward_lr: float = 3e-4
+    pretrain_batch: int = 32
+    world_share: float = 0.8  # share of the pre-training characters about the world
+    sft_examples: int = by_profile(ci=400, cpu=4000, gpu=8000)
+    sft_steps: int = by_profile(ci=20, cpu=300, gpu=600)
+    sft_batch: int = 32
+    seed: int = 0
+
+    @classmethod
+    def build(cls, **overrides) -> AssistantWorld:
+        """The world with its character-level chat tokenizer (every character of the
+        pre-training text and of printable ASCII, "?" for anything else)."""
+        text = _pretraining_text(overrides.get("world_share", cls.world_share))
+        base = CharTokenizer.fit(text + string.printable, unk="?")
+        return cls(ChatTokenizer(base), **overrides)
+
+    def config(self) -> GPTConfig:
+        return GPTConfig(vocab_size=self.tokenizer.vocab_size, **self.model)
+
+    def key(self, stage: str) -> str:
+        """A short hash of everything that determines the ``stage`` model (its cache name)."""
+        recipe = {k: v for k, v in asdict(self).items() if k != "tokenizer"}
+        recipe["vocab"] = self.tokenizer.base.itos
+        recipe["stage"] = stage
+        # the world's code: a change to its text, questions or answers makes new models
+        recipe["world"] = tasks.world_text(100, seed=1) + repr(tasks.instruction_data(50, seed=1))
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def pretraining_text(world: AssistantWorld) -> str:
+    """The base model's training text: wiki's training split with paragraphs about the world
+    (``tasks.world_text``) mixed in, ``world.world_share`` of the characters."""
+    return _pretraining_text(world.world_share)
+
+
+@functools.cache  # built once per process (about 10 s)
+def _pretraining_text(world_share: float) -> str:
+    wiki = data.split_text(data.load_corpus("wiki"))["train"]
+    return incontext.mix(wiki, tasks.world_text(200_000, seed=0), share=world_share, seed=0)
+
+
+CACHE_FORMAT = "minigpt.assistant/1"
+
+
+def _cache_path(world: AssistantWorld, stage: str) -> Path:
+    return Path(cache_dir()) / "assistant" / f"{stage}-{world.key(stage)}.pt"
+
+
+def cache_model(world: AssistantWorld, stage: str, model: nn.Module) -> Path:
+    """Store ``model`` as the world's ``stage`` model ("base", "sft", ...), where
+    ``base_model`` and ``sft_model`` look first. Returns the file's path."""
+    path = _cache_path(world, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": CACHE_FORMAT, "model": model.state_dict()}, tmp)
+    tmp.replace(path)  # atomic: a half-written file never has the final name
+    return path
+
+
+def _cached_model(world: AssistantWorld, stage: str, build: Callable[[], nn.Module],
+                  empty: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """The world's ``stage`` model from the cache, or ``build()`` and cache it. ``empty()``
+    makes the module to load the weights into (a GPT of the world's shape by default)."""
+    path = _cache_path(world, stage)
+    model = empty() if empty is not None else GPT(world.config())
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(saved, dict) or saved.get("format") != CACHE_FORMAT:
+                raise ValueError(f"{path} is not a {CACHE_FORMAT} file")
+            check_state_dict(model, saved["model"], source=str(path))
+            model.load_state_dict(saved["model"])
+            return model.eval()
+        except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as e:
+            print(f"Ignoring the cached {stage} model ({type(e).__name__}: {str(e)[:120]}); "
+                  "training it again.")
+    model = build()
+    cache_model(world, stage, model)
+    return model.eval()
+
+
+def base_model(world: AssistantWorld, progress: bool = True) -> GPT:
+    """The pre-trained base model: trained on wiki mixed with plain text about the world (facts
+    and worked examples, no chat markers), or loaded from the cache if it was before."""
+    def build() -> GPT:
+        torch.manual_seed(world.seed)
+        model = GPT(world.config())
+        text = pretraining_text(world)
+        ids = np.array(world.tokenizer.encode(text), dtype=np.int64)
+        cut = int(len(ids) * 0.98)
+        get_batch = data.make_get_batch({"train": ids[:cut], "val": ids[cut:]},
+                                        world.pretrain_batch, world.model["block_size"])
+        steps = world.pretrain_steps
+        cfg = TrainConfig(max_steps=steps, lr=3e-3, min_lr_ratio=0.1, warmup_steps=min(100, steps // 5),
+                          weight_decay=0.1, eval_interval=0, progress=progress, seed=world.seed)
+        Trainer(model, get_batch, cfg).fit()
+        return model
+    return _cached_model(world, "base", build)
+
+
+def sft_model(world: AssistantWorld, progress: bool = True) -> GPT:
+    """The base model after full fine-tuning on the instruction data (cached like the base)."""
+    def build() -> GPT:
+        model = base_model(world, progress)
+        sft.finetune(model, world, progress=progress)
+        return model
+    return _cached_model(world, "sft", build)
+
+
+# ---- generating and judging answers --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reply:
+    """A model's answer to a question: its text (without special tokens) and whether it ended
+    with ``<|end|>`` within the token budget."""
+
+    question: tasks.Question
+    text: str
+    finished: bool
+
+
+@torch.no_grad()
+def generate(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question],
+             temperature: float = 0.0, max_new_tokens: int = 80, seed: int = 0,
+             batch_size: int = 256) -> list[Reply]:
+    """The model's answers to ``questions`` through the chat template: greedy at temperature 0,
+    sampled otherwise. Prompts of one length are generated together (no padding needed)."""
+    tok = world.tokenizer
+    dev = next(model.parameters()).device
+    gen = torch.Generator(dev).manual_seed(seed)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    prompts = [render(tok, q.prompt)[0] for q in questions]
+    for i, ids in enumerate(prompts):
+        by_length[len(ids)].append(i)
+    replies: list[Reply | None] = [None] * len(questions)
+    for length, idx in sorted(by_length.items()):
+        new = min(max_new_tokens, model.cfg.block_size - length)
+        if new < 1:
+            raise ValueError(f"a prompt of {length} tokens leaves no room to answer in the model's "
+                             f"context of {model.cfg.block_size}: ask a shorter question")
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s:s + batch_size]
+            x = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=dev)
+            out = model.generate(x, new, temperature=temperature, generator=gen)[:, length:]
+            for i, row in zip(chunk, out.tolist()):
+                finished = tok.end_id in row
+                row = row[:row.index(tok.end_id)] if finished else row
+                text = tok.decode([t for t in row if t < tok.base.vocab_size])
+                replies[i] = Reply(questions[i], text, finished)
+    return replies  # type: ignore[return-value]
+
+
+def evaluate(replies: Sequence[Reply], annotator: tasks.Annotator | None = None) -> dict[str, dict]:
+    """Per family and overall: exact-match accuracy (the annotator's ``correct``), format
+    adherence (the answer ended with ``<|end|>`` and is one line), and the mean annotator score."""
+    annotator = annotator or tasks.Annotator(noise=0.0)
+    rows: dict[str, list] = defaultdict(list)
+    for r in replies:
+        j = annotator.judge(r.question, r.text)
+        ok = r.finished and "\n" not in r.text and r.text.strip() != ""
+        rows[r.question.family].append((j.correct, ok, j.score))
+        rows["all"].append((j.correct, ok, j.score))
+    return {fam: {"accuracy": float(np.mean([c for c, _, _ in v])),
+                  "format": float(np.mean([f for _, f, _ in v])),
+                  "score": float(np.mean([s for _, _, s in v])), "n": len(v)}
+            for fam, v in rows.items()}
+
+
+@torch.no_grad()
+def recall_facts(model: GPT, world: AssistantWorld,
+                 countries: Sequence[tasks.Country] = tasks.KNOWLEDGE_BASE) -> float:
+    """Share of the facts about ``countries`` that ``model`` completes right in plain text,
+    greedily: "The capital of Zorvia is" -> " Tam." (no chat template: this asks what the
+    model knows, not whether it can converse)."""
+    tok = world.tokenizer
+    dev = next(model.parameters()).device
+    right, total = 0, 0
+    for c in countries:
+        for stem, value in ((f"The capital of {c.name} is", c.capital),
+                            (f"The flag of {c.name} is", c.colour),
+                            (f"The national animal of {c.name} is the", c.animal)):
+            idx = torch.tensor([tok.encode(stem)], device=dev)
+            out = model.generate(idx, len(value) + 2, temperature=0)[0, idx.size(1):]
+            right += tok.decode(out.tolist()) == f" {value}."
+            total += 1
+    return right / total
+
+
+# ---- preferences (chapters 09-10) ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Preference:
+    """Two answers to one question, as the annotator ranked them."""
+
+    chosen: Reply
+    rejected: Reply
+
+
+def sample_preferences(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question],
+                       annotator: tasks.Annotator, seed: int = 0, temperature: float = 1.0,
+                       max_new_tokens: int = 80) -> list[Preference]:
+    """For each question, two answers sampled from ``model`` and ranked by ``annotator`` (with
+    its label noise), as InstructGPT's labellers ranked the SFT model's samples. Questions whose
+    two answers are the same text are dropped: they teach nothing."""
+    first = generate(model, world, questions, temperature, max_new_tokens, seed=seed)
+    second = generate(model, world, questions, temperature, max_new_tokens, seed=seed + 1)
+    rng = random.Random(seed)
+    out = []
+    for a, b in zip(first, second):
+        if a.text == b.text:
+            continue
+        if annotator.prefer(a.question, a.text, b.text, rng) == 1:
+            a, b = b, a
+        out.append(Preference(a, b))
+    return out
+
+
+def reply_ids(world: AssistantWorld, reply: Reply) -> list[int]:
+    """The answer's token ids, with ``<|end|>`` if the model wrote it."""
+    return world.tokenizer.encode(reply.text) + ([world.tokenizer.end_id] if reply.finished else [])
+
+
+def to_pairs(world: AssistantWorld, preferences: Sequence[Preference]) -> list[reward.Pair]:
+    """Preferences as token-id pairs (prompt through the chat template, chosen, rejected) for
+    ``minigpt.reward`` and DPO."""
+    return [reward.Pair(render(world.tokenizer, p.chosen.question.prompt)[0],
+                        reply_ids(world, p.chosen), reply_ids(world, p.rejected))
+            for p in preferences]
+
+
+def preference_data(world: AssistantWorld, model: GPT, seed: int = 0
+                    ) -> tuple[list[Preference], list[Preference]]:
+    """Chapter 09's preferences: ``world.preference_questions`` questions, two sampled answers
+    each, ranked by the annotator with ``world.annotator_noise``; (train, held out), 7 : 1."""
+    questions = tasks.make_questions(world.preference_questions, seed=200 + seed)
+    prefs = sample_preferences(model, world, questions, tasks.Annotator(world.annotator_noise),
+                               seed=seed)
+    n_val = max(1, len(prefs) // 8)
+    return prefs[:-n_val], prefs[-n_val:]
+
+
+def train_reward(world: AssistantWorld, model: GPT, train: Sequence[Preference],
+                 val: Sequence[Preference] | None = None, steps: int | None = None,
+                 progress: bool = True) -> tuple[reward.RewardModel, Any]:
+    """A reward model started from ``model`` and trained on ``train`` with the Bradley-Terry
+    loss; returns it and the training history."""
+    rm = reward.RewardModel.from_gpt(model)
+    steps = world.reward_steps if steps is None else steps
+    config = TrainConfig(max_steps=steps, lr=world.reward_lr, warmup_steps=min(30, steps // 5),
+                         weight_decay=0.0, eval_interval=max(steps // 6, 5), eval_steps=5,
+                         progress=progress, seed=world.seed)
+    history = reward.train_reward_model(rm, to_pairs(world, train), config,
+                                        pad_id=world.tokenizer.end_id, batch_size=32,
+                                        val_pairs=to_pairs(world, val) if val else None)
+    return rm, history
+
+
+def reward_model(world: AssistantWorld, progress: bool = True) -> reward.RewardModel:
+    """Chapter 09's reward model (cached like the others): trained on ``preference_data`` from
+    the SFT model."""
+    def build() -> reward.RewardModel:
+        model = sft_model(world, progress)
+        train, val = preference_data(world, model)
+        return train_reward(world, model, train, val, progress=progress)[0]
+    return _cached_model(world, "reward", build, lambda: reward.RewardModel(GPT(world.config())))
