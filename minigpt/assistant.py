@@ -44,9 +44,30 @@ from minigpt.tokenizers import CharTokenizer, ChatTokenizer
 from minigpt.train import TrainConfig, Trainer, check_state_dict
 
 __all__ = [
-    "AssistantWorld", "Preference", "Reply", "base_model", "cache_model", "evaluate", "generate",
-    "preference_data", "pretraining_text", "recall_facts", "reply_ids", "reward_model",
-    "sample_preferences", "sft_model", "to_pairs", "train_reward",
+    "AssistantWorld",
+    "Preference",
+    "PromptSampler",
+    "Reply",
+    "annotator_scorer",
+    "base_model",
+    "cache_model",
+    "evaluate",
+    "generate",
+    "kl_from",
+    "preference_data",
+    "pretraining_text",
+    "recall_facts",
+    "reply_ids",
+    "response_text",
+    "reward_model",
+    "reward_scorer",
+    "sample_preferences",
+    "sft_model",
+    "to_pairs",
+    "train_reward",
+    "true_reward",
+    "wiki_bits_per_byte",
+    "win_rate",
 ]
 
 
@@ -185,8 +206,18 @@ class Reply:
     finished: bool
 
 
+def find_question(text: str) -> tasks.Question | None:
+    """The world's question that ``text`` asks, with its answer, or None (``tasks.parse_question``)."""
+    return tasks.parse_question(text)
+
+
+def _free_question(text: str) -> tasks.Question:
+    """A question typed by a person: no known answer (the annotator cannot judge it)."""
+    return tasks.Question("chat", text, "", "", "")
+
+
 @torch.no_grad()
-def generate(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question],
+def generate(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question | str],
              temperature: float = 0.0, max_new_tokens: int = 80, seed: int = 0,
              batch_size: int = 256) -> list[Reply]:
     """The model's answers to ``questions`` through the chat template: greedy at temperature 0,
@@ -194,6 +225,7 @@ def generate(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Questi
     tok = world.tokenizer
     dev = next(model.parameters()).device
     gen = torch.Generator(dev).manual_seed(seed)
+    questions = [q if isinstance(q, tasks.Question) else _free_question(q) for q in questions]
     by_length: dict[int, list[int]] = defaultdict(list)
     prompts = [render(tok, q.prompt)[0] for q in questions]
     for i, ids in enumerate(prompts):
@@ -329,3 +361,112 @@ def reward_model(world: AssistantWorld, progress: bool = True) -> reward.RewardM
         train, val = preference_data(world, model)
         return train_reward(world, model, train, val, progress=progress)[0]
     return _cached_model(world, "reward", build, lambda: reward.RewardModel(GPT(world.config())))
+
+
+
+# ---- reinforcement learning (chapter 10) ---------------------------------------------------------
+
+class PromptSampler:
+    """PPO's prompts: ``sampler()`` gives a (batch_size, P) tensor of prompts that all have one
+    length P (so a batch generates without padding), drawn from ``questions``;
+    ``sampler.question(ids)`` is the question behind a prompt, for the annotator."""
+
+    def __init__(self, world: AssistantWorld, questions: Sequence[tasks.Question],
+                 batch_size: int, seed: int = 0):
+        groups: dict[int, list[tuple[list[int], tasks.Question]]] = defaultdict(list)
+        for q in questions:
+            ids = render(world.tokenizer, q.prompt)[0]
+            groups[len(ids)].append((ids, q))
+        self.groups = [g for _, g in sorted(groups.items()) if len(g) >= batch_size]
+        if not self.groups:
+            raise ValueError(f"no prompt length has {batch_size} questions: give more questions "
+                             "or a smaller batch_size")
+        self.batch_size = batch_size
+        self.rng = random.Random(seed)
+        self._questions = {tuple(ids): q for g in self.groups for ids, q in g}
+
+    def __call__(self) -> torch.Tensor:
+        group = self.rng.choice(self.groups)
+        return torch.tensor([ids for ids, _ in self.rng.sample(group, self.batch_size)])
+
+    def question(self, prompt_ids: Sequence[int]) -> tasks.Question:
+        return self._questions[tuple(int(i) for i in prompt_ids)]
+
+
+def response_text(world: AssistantWorld, response: torch.Tensor, mask: torch.Tensor) -> str:
+    """The text of one sampled response (its masked tokens, special tokens left out)."""
+    ids = response[mask.bool()].tolist()
+    return world.tokenizer.decode([i for i in ids if i < world.tokenizer.base.vocab_size])
+
+
+def reward_scorer(rm: reward.RewardModel, world: AssistantWorld) -> Callable[..., torch.Tensor]:
+    """PPO's ``score_fn`` from a reward model: the reward of prompt + response."""
+    def score_fn(prompts: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        seqs = [p.tolist() + r[m.bool()].tolist() for p, r, m in zip(prompts, responses, mask)]
+        return reward.score(rm, seqs, world.tokenizer.end_id, rm.block_size)
+    return score_fn
+
+
+def annotator_scorer(world: AssistantWorld, sampler: PromptSampler,
+                     annotator: tasks.Annotator | None = None) -> Callable[..., torch.Tensor]:
+    """A ``score_fn`` that asks the annotator (the "true" reward, noiseless by default)."""
+    judge = annotator or tasks.Annotator(noise=0.0)
+
+    def score_fn(prompts: torch.Tensor, responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([judge.score(sampler.question(p.tolist()), response_text(world, r, m))
+                             for p, r, m in zip(prompts, responses, mask)])
+    return score_fn
+
+
+def true_reward(replies: Sequence[Reply], annotator: tasks.Annotator | None = None) -> float:
+    """The annotator's mean (noiseless) score of ``replies``."""
+    judge = annotator or tasks.Annotator(noise=0.0)
+    return float(np.mean([judge.score(r.question, r.text) for r in replies]))
+
+
+def win_rate(replies: Sequence[Reply], baseline: Sequence[Reply],
+             annotator: tasks.Annotator | None = None) -> float:
+    """Share of questions where ``replies`` beat ``baseline`` by the annotator's score (ties
+    count half)."""
+    judge = annotator or tasks.Annotator(noise=0.0)
+    wins = []
+    for a, b in zip(replies, baseline):
+        if a.question != b.question:
+            raise ValueError("replies and baseline must answer the same questions, in order")
+        sa, sb = judge.score(a.question, a.text), judge.score(b.question, b.text)
+        wins.append(1.0 if sa > sb else 0.5 if sa == sb else 0.0)
+    return float(np.mean(wins))
+
+
+@torch.no_grad()
+def kl_from(model: nn.Module, ref: nn.Module, world: AssistantWorld, replies: Sequence[Reply]) -> float:
+    """KL(model || ref) in nats per answer, estimated on ``replies`` sampled from ``model`` at
+    temperature 1: the mean over answers of log p_model(answer) - log p_ref(answer)."""
+    from minigpt import rlhf  # same layer; imported here so that rlhf may use this module too
+
+    tok = world.tokenizer
+    prompts = [render(tok, r.question.prompt)[0] for r in replies]
+    seqs = [p + reply_ids(world, r) for p, r in zip(prompts, replies)]
+    total = 0.0
+    for i in range(0, len(seqs), 128):
+        idx, lengths = reward.pad_sequences(seqs[i:i + 128], tok.end_id, model.cfg.block_size)
+        start = torch.tensor([len(p) for p in prompts[i:i + 128]])
+        width = idx.size(1) - int(start.min())
+        mask = (start[:, None] + torch.arange(width)) < lengths[:, None]
+        logp = rlhf.sequence_logprobs(model, idx, start, mask).sum(1)
+        ref_logp = rlhf.sequence_logprobs(ref, idx, start, mask).sum(1)
+        total += (logp - ref_logp).sum().item()
+    return total / len(seqs)
+
+
+@torch.no_grad()
+def wiki_bits_per_byte(model: GPT, world: AssistantWorld, max_chars: int | None = None) -> float:
+    """Held-out bits per byte on wiki's test split (its first ``max_chars`` characters): what
+    fine-tuning costs the model's language modelling (the "alignment tax")."""
+    from minigpt.metrics import bits_per_byte
+    from minigpt.train import heldout_loss
+
+    text = data.split_text(data.load_corpus("wiki"))["test"][:max_chars]
+    ids = np.array(world.tokenizer.encode(text), dtype=np.int64)
+    loss, n = heldout_loss(model, ids, model.cfg.block_size)
+    return bits_per_byte(loss, n, len(world.tokenizer.decode(ids[1:n + 1].tolist()).encode("utf-8")))

@@ -49,7 +49,7 @@ __all__ = [
     "FAMILIES", "HELD_OUT_COUNTRIES", "KNOWLEDGE_BASE", "STYLES", "STYLE_MIX", "TRAIN_COUNTRIES",
     "UNKNOWN_COUNTRIES", "Annotator", "Country", "Judgement", "Problem", "Question",
     "addition_problems", "answer", "answer_accuracy", "instruction_data", "make_question",
-    "make_questions", "problem_batches", "problems_text", "world_text",
+    "make_questions", "parse_question", "problem_batches", "problems_text", "world_text",
 ]
 
 
@@ -287,6 +287,33 @@ def make_question(family: str, rng: random.Random,
         return Question(family, f"How many {dst} are in {s}?", str(n * factor), s,
                         f"{s} is {n * factor} {dst}.")
     raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
+
+
+def parse_question(text: str, countries: Sequence[Country] = KNOWLEDGE_BASE) -> Question | None:
+    """The ``Question`` that ``text`` asks if it is worded as one of the world's questions
+    (``make_question``'s wording, with any numbers, words or known country), else None: so a
+    question typed into a chat can be judged."""
+    text = text.strip()
+    if m := re.fullmatch(r"What is (\d+) ([+-]) (\d+)\?", text):
+        a, op, b = int(m[1]), m[2], int(m[3])
+        s, v = f"{a} {op} {b}", a + b if op == "+" else a - b
+        return Question("arithmetic", text, str(v), s, f"{s} = {v}.")
+    if m := re.fullmatch(r"(Reverse the word|Sort the letters of) '([a-z]+)'\.", text):
+        w = m[2]
+        if m[1].startswith("Reverse"):
+            return Question("reverse", text, w[::-1], f"'{w}'", f"'{w}' reversed is '{w[::-1]}'.")
+        v = "".join(sorted(w))
+        return Question("sort", text, v, f"'{w}'", f"'{w}' sorted is '{v}'.")
+    for kind, (ask, tell) in _FACT_QUESTIONS.items():
+        for c in countries:
+            if text == ask.format(s=c.name):
+                v = getattr(c, kind)
+                return Question("fact", text, v, c.name, tell.format(s=c.name, v=v))
+    for src, dst, factor in _UNITS:
+        if m := re.fullmatch(rf"How many {dst} are in (\d+) {src}\?", text):
+            n = int(m[1])
+            return Question("units", text, str(n * factor), f"{n} {src}", f"{n} {src} is {n * factor} {dst}.")
+    return None
 
 
 def make_questions(n: int, seed: int = 0, families: Sequence[str] = FAMILIES,

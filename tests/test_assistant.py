@@ -100,3 +100,61 @@ def test_models_are_cached_and_a_corrupt_cache_is_rebuilt(world, tmp_path, monke
     rebuilt = assistant.base_model(world, progress=False)
     assert "training it again" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), rebuilt.state_dict().values()))
+
+
+def test_prompt_sampler_gives_prompts_of_one_length_and_their_questions(world):
+    qs = tasks.make_questions(400, seed=4)
+    sampler = assistant.PromptSampler(world, qs, batch_size=16, seed=0)
+    for _ in range(5):
+        batch = sampler()
+        assert batch.shape[0] == 16
+        for row in batch:
+            q = sampler.question(row.tolist())
+            assert sft.render(world.tokenizer, q.prompt)[0] == row.tolist()
+    with pytest.raises(ValueError, match="no prompt length"):
+        assistant.PromptSampler(world, qs[:3], batch_size=16)
+
+
+def test_annotator_scorer_reads_the_masked_response(world):
+    tok = world.tokenizer
+    q = tasks.Question("arithmetic", "What is 12 + 5?", "17", "12 + 5", "12 + 5 = 17.")
+    sampler = assistant.PromptSampler(world, [q] * 2, batch_size=2)
+    prompts = sampler()
+    good = tok.encode("12 + 5 = 17.") + [tok.end_id, 5, 6]
+    bad = tok.encode("18.") + [tok.end_id] * 20
+    responses = torch.tensor([good, bad[:len(good)]])
+    from minigpt import rlhf
+    mask = rlhf.response_mask(responses, tok.end_id)
+    scores = assistant.annotator_scorer(world, sampler)(prompts, responses, mask)
+    judge = tasks.Annotator(noise=0.0)
+    assert scores.tolist() == [judge.score(q, "12 + 5 = 17."), judge.score(q, "18.")]
+
+
+def test_win_rate_counts_ties_as_half():
+    q = tasks.Question("arithmetic", "What is 12 + 5?", "17", "12 + 5", "12 + 5 = 17.")
+    a = [assistant.Reply(q, "Sure! 12 + 5 = 17.", True), assistant.Reply(q, "17.", True),
+         assistant.Reply(q, "18.", True)]
+    b = [assistant.Reply(q, "17.", True)] * 3
+    assert assistant.win_rate(a, b) == pytest.approx((1 + 0.5 + 0) / 3)
+    assert assistant.true_reward(b) == tasks.Annotator(noise=0).score(q, "17.")
+    with pytest.raises(ValueError, match="same questions"):
+        assistant.win_rate(a, [assistant.Reply(tasks.make_questions(1)[0], "x", True)] * 3)
+
+
+def test_kl_from_a_model_to_itself_is_zero_and_positive_to_another(world):
+    torch.manual_seed(0)
+    model, other = GPT(world.config()), GPT(world.config())
+    replies = assistant.generate(model, world, tasks.make_questions(8, seed=1), temperature=1.0,
+                                 max_new_tokens=10)
+    assert assistant.kl_from(model, model, world, replies) == pytest.approx(0.0, abs=1e-5)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(3)
+    assert assistant.kl_from(model, other, world, replies) != pytest.approx(0.0, abs=1e-3)
+
+
+def test_parse_question_reads_every_family_back():
+    for q in tasks.make_questions(100, seed=7):
+        assert tasks.parse_question(q.prompt) == q
+    assert tasks.parse_question("What is the meaning of life?") is None
+    assert assistant.find_question("What is 3 + 4?").value == "7"

@@ -1,5 +1,7 @@
 """Widget wiring, headless: moving a control re-runs the tested function beneath it."""
 
+import html
+
 import torch
 
 from minigpt import widgets
@@ -157,3 +159,22 @@ def test_scaling_explorer_shows_the_plan_and_follows_budget_and_size():
     size.value = 11
     assert f"{budget_plan(surface, 1e24, 1e11)['loss']:.3f}" in box.children[1].value
 
+
+
+def test_chat_answers_with_every_model_and_scores_world_questions():
+    from minigpt import assistant
+
+    world = assistant.AssistantWorld.build(model={"block_size": 128, "n_layer": 1, "n_head": 2,
+                                                  "n_embd": 32})
+    torch.manual_seed(0)
+    models = {"a": GPT(world.config()), "b": GPT(world.config())}
+    box = widgets.chat(models, world, prompt="What is 3 + 4?", max_new_tokens=8)
+    question, _temperature, _seed = box.children[0].children
+    shown = box.children[1].value
+    expected = assistant.generate(models["a"], world, ["What is 3 + 4?"], 0.0, 8)[0].text
+    assert "<b>a</b>" in shown and "<b>b</b>" in shown and html.escape(expected) in shown
+    assert "n/a" not in shown  # a question of the world: the annotator scores it
+    question.value = "Tell me a joke"
+    assert "n/a" in box.children[1].value
+    question.value = ""
+    assert "Type a question" in box.children[1].value
