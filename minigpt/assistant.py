@@ -470,3 +470,32 @@ def wiki_bits_per_byte(model: GPT, world: AssistantWorld, max_chars: int | None 
     ids = np.array(world.tokenizer.encode(text), dtype=np.int64)
     loss, n = heldout_loss(model, ids, model.cfg.block_size)
     return bits_per_byte(loss, n, len(world.tokenizer.decode(ids[1:n + 1].tolist()).encode("utf-8")))
+
+
+@torch.no_grad()
+def best_of_n(model: GPT, rm: reward.RewardModel, world: AssistantWorld,
+              questions: Sequence[tasks.Question], n: int, max_new_tokens: int = 80,
+              seed: int = 0) -> list[Reply]:
+    """For each question, ``n`` answers sampled at temperature 1 and the one the reward model
+    scores highest (``rlhf.best_of_n``): no training, n times the sampling."""
+    from minigpt import rlhf
+
+    tok = world.tokenizer
+    dev = next(model.parameters()).device
+    gen = torch.Generator(dev).manual_seed(seed)
+    score_fn = reward_scorer(rm, world)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    prompts = [render(tok, q.prompt)[0] for q in questions]
+    for i, ids in enumerate(prompts):
+        by_length[len(ids)].append(i)
+    replies: list[Reply | None] = [None] * len(questions)
+    for length, idx in sorted(by_length.items()):
+        new = min(max_new_tokens, model.cfg.block_size - length)
+        for s in range(0, len(idx), 64):
+            chunk = idx[s:s + 64]
+            x = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=dev)
+            best = rlhf.best_of_n(model, x, n, score_fn, new, tok.end_id, generator=gen)
+            for i, row, mask in zip(chunk, best.responses, best.mask):
+                finished = bool((row[mask] == tok.end_id).any())
+                replies[i] = Reply(questions[i], response_text(world, row, mask), finished)
+    return replies  # type: ignore[return-value]

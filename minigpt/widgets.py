@@ -146,8 +146,9 @@ def _heatmap_html(weights, labels: list[str]) -> str:
     rows = ["<tr><th></th>" + "".join(head(c) for c in labels) + "</tr>"]
     for i, (label, row) in enumerate(zip(labels, weights.tolist())):
         cells = "".join(
-            f"<td title='{labels[i]!r} -> {labels[j]!r}: {w:.3f}' style='width:14px;height:14px;"
-            f"background:rgba(76,114,176,{w:.3f})'></td>" for j, w in enumerate(row))
+            f"<td title=\"{html.escape(f'{labels[i]!r} -> {labels[j]!r}: {w:.3f}', quote=True)}\" "
+            f"style='width:14px;height:14px;background:rgba(76,114,176,{w:.3f})'></td>"
+            for j, w in enumerate(row))
         rows.append(f"<tr>{head(label)}{cells}</tr>")
     return f"<table style='border-collapse:collapse'>{''.join(rows)}</table>"
 

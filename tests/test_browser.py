@@ -34,11 +34,7 @@ RUN_ALL = os.environ.get("MINIGPT_BROWSER_ALL", "") not in ("", "0")
 # Notebooks whose page shows HTML markup as text because of a known bug elsewhere: the test
 # xfails on that check alone (every other check still fails it) until the bug is fixed, then
 # fails once to have the entry removed.
-KNOWN_MARKUP_LEAKS = {
-    "04_transformer.ipynb": "minigpt.widgets._heatmap_html writes repr(label), quoted with ', "
-                            "inside a title='...' attribute: the attention heat map shows its "
-                            "own markup instead of coloured cells (escape the title with html.escape)",
-}
+KNOWN_MARKUP_LEAKS: dict[str, str] = {}  # notebook -> a known bug that shows markup as text
 
 CHOSEN = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) if RUN_ALL else DEFAULT
 REASON = browser_lab.missing()

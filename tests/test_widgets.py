@@ -178,3 +178,29 @@ def test_chat_answers_with_every_model_and_scores_world_questions():
     assert "n/a" in box.children[1].value
     question.value = ""
     assert "Type a question" in box.children[1].value
+
+
+def test_heatmap_html_is_well_formed_markup():
+    """Labels with quotes and arrows must stay inside their attributes (the browser test once
+    showed the heat map's own markup as text)."""
+    from html.parser import HTMLParser
+
+    from minigpt.widgets import _heatmap_html
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.text, self.titles = [], []
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+        def handle_starttag(self, tag, attrs):
+            self.titles += [v for k, v in attrs if k == "title"]
+
+    parser = Text()
+    labels = ["'", '"', "->", "<b>"]
+    parser.feed(_heatmap_html(torch.full((4, 4), 0.25), labels))
+    shown = "".join(parser.text)
+    assert "style" not in shown and "0.250" not in shown, shown
+    assert parser.titles[0] == f"{labels[0]!r} -> {labels[0]!r}: 0.250"
