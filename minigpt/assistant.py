@@ -105,12 +105,18 @@ class AssistantWorld:
         return GPTConfig(vocab_size=self.tokenizer.vocab_size, **self.model)
 
     def key(self, stage: str) -> str:
-        """A short hash of everything that determines the ``stage`` model (its cache name)."""
+        """A short hash of everything that determines the ``stage`` model (its cache name): the
+        recipe's fields, the vocabulary and a sample of the world's data. The base model's key
+        leaves out what only later stages use, so changing those keeps the base."""
         recipe = {k: v for k, v in asdict(self).items() if k != "tokenizer"}
         recipe["vocab"] = self.tokenizer.base.itos
+        recipe["world"] = tasks.world_text(100, seed=1)
+        if stage == "base":
+            recipe = {k: recipe[k] for k in ("model", "pretrain_steps", "pretrain_batch",
+                                             "world_share", "seed", "vocab", "world")}
+        else:
+            recipe["instructions"] = repr(tasks.instruction_data(50, seed=1))
         recipe["stage"] = stage
-        # the world's code: a change to its text, questions or answers makes new models
-        recipe["world"] = tasks.world_text(100, seed=1) + repr(tasks.instruction_data(50, seed=1))
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 

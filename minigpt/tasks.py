@@ -223,10 +223,11 @@ UNKNOWN_COUNTRIES = ("Brellin", "Corvath", "Dunmere", "Eskavar", "Fyrland", "Gle
                      "Istel")
 
 # How questions are asked and how a helpful answer restates them. {s}: the subject, {v}: value.
-_FACT_QUESTIONS = {
-    "capital": ("What is the capital of {s}?", "The capital of {s} is {v}."),
-    "colour": ("What colour is the flag of {s}?", "The flag of {s} is {v}."),
-    "animal": ("What is the national animal of {s}?", "The national animal of {s} is the {v}."),
+_FACT_QUESTIONS = {  # (question, the helpful answer); the subject a helpful answer restates
+    "capital": ("What is the capital of {s}?", "The capital is {v}.", "capital"),
+    "colour": ("What colour is the flag of {s}?", "The flag is {v}.", "flag"),
+    "animal": ("What is the national animal of {s}?", "The national animal is the {v}.",
+               "national animal"),
 }
 _UNITS = (  # (from, to, factor)
     ("kilometres", "metres", 1000), ("kilograms", "grams", 1000), ("litres", "millilitres", 1000),
@@ -277,9 +278,9 @@ def make_question(family: str, rng: random.Random,
             raise ValueError("fact questions need at least one country")
         c = rng.choice(list(countries))
         kind = rng.choice(sorted(_FACT_QUESTIONS))
-        ask, tell = _FACT_QUESTIONS[kind]
+        ask, tell, subject = _FACT_QUESTIONS[kind]
         v = getattr(c, kind)
-        return Question(family, ask.format(s=c.name), v, c.name, tell.format(s=c.name, v=v))
+        return Question(family, ask.format(s=c.name), v, subject, tell.format(v=v))
     if family == "units":
         src, dst, factor = rng.choice(_UNITS)
         n = rng.randint(2, 12)
@@ -304,11 +305,11 @@ def parse_question(text: str, countries: Sequence[Country] = KNOWLEDGE_BASE) -> 
             return Question("reverse", text, w[::-1], f"'{w}'", f"'{w}' reversed is '{w[::-1]}'.")
         v = "".join(sorted(w))
         return Question("sort", text, v, f"'{w}'", f"'{w}' sorted is '{v}'.")
-    for kind, (ask, tell) in _FACT_QUESTIONS.items():
+    for kind, (ask, tell, subject) in _FACT_QUESTIONS.items():
         for c in countries:
             if text == ask.format(s=c.name):
                 v = getattr(c, kind)
-                return Question("fact", text, v, c.name, tell.format(s=c.name, v=v))
+                return Question("fact", text, v, subject, tell.format(v=v))
     for src, dst, factor in _UNITS:
         if m := re.fullmatch(rf"How many {dst} are in (\d+) {src}\?", text):
             n = int(m[1])
@@ -357,7 +358,7 @@ def _words(text: str) -> list[str]:
 
 
 def _template_words() -> frozenset[str]:
-    texts = [t for pair in _FACT_QUESTIONS.values() for t in pair]
+    texts = [t for triple in _FACT_QUESTIONS.values() for t in triple]
     texts += [f"{a} {b} how many are in is reversed sorted the word letters of what reverse sort"
               for a, b, _ in _UNITS]
     texts += list(_OPENERS + _FILLERS + _CLOSERS)
@@ -441,7 +442,7 @@ def world_text(n_examples: int, seed: int = 0) -> str:
                   f"The national animal of {c.name} is the {c.animal}.",
                   f"In {c.name} the {c.animal} is the national animal."]
         # the same facts as a web page's questions and answers would give them (no chat markers)
-        for kind, (ask, _tell) in _FACT_QUESTIONS.items():
+        for kind, (ask, _tell, _subject) in _FACT_QUESTIONS.items():
             lines.append(f"{ask.format(s=c.name)} {getattr(c, kind)}.")
     facts = lines * max(1, n_examples // (2 * len(lines)))
     skills = []
