@@ -84,12 +84,12 @@ class AssistantWorld:
     pretrain_steps: int = by_profile(ci=40, cpu=1500, gpu=4000)
     annotator_noise: float = 0.1  # the share of preference labels flipped (chapters 09-10)
     preference_questions: int = by_profile(ci=300, cpu=3000, gpu=6000)
-    reward_steps: int = by_profile(ci=20, cpu=300, gpu=600)
-    reward_lr: float = 3e-4
+    reward_steps: int = by_profile(ci=20, cpu=600, gpu=1200)
+    reward_lr: float = 1e-3
     pretrain_batch: int = 32
     world_share: float = 0.8  # share of the pre-training characters about the world
     sft_examples: int = by_profile(ci=400, cpu=4000, gpu=8000)
-    sft_steps: int = by_profile(ci=20, cpu=300, gpu=600)
+    sft_steps: int = by_profile(ci=20, cpu=600, gpu=1200)
     sft_batch: int = 32
     seed: int = 0
 

@@ -158,3 +158,19 @@ def test_parse_question_reads_every_family_back():
         assert tasks.parse_question(q.prompt) == q
     assert tasks.parse_question("What is the meaning of life?") is None
     assert assistant.find_question("What is 3 + 4?").value == "7"
+
+
+def test_best_of_n_keeps_the_answer_the_reward_model_prefers(world, monkeypatch):
+    from minigpt import reward
+
+    torch.manual_seed(0)
+    model = GPT(world.config())
+    rm = reward.RewardModel.from_gpt(model)
+    qs = tasks.make_questions(6, seed=3)
+    # a scorer that likes short answers: the best of 4 is never longer than a plain sample
+    monkeypatch.setattr(assistant, "reward_scorer", lambda _rm, _w: (
+        lambda p, r, m: -m.sum(1).float()))
+    best = assistant.best_of_n(model, rm, world, qs, n=4, max_new_tokens=12, seed=0)
+    assert [r.question for r in best] == qs
+    plain = assistant.generate(model, world, qs, temperature=1.0, max_new_tokens=12, seed=0)
+    assert sum(len(r.text) for r in best) < sum(len(r.text) for r in plain)
