@@ -83,14 +83,15 @@ class AssistantWorld:
                                                  "n_embd": 128})
     pretrain_steps: int = by_profile(ci=40, cpu=1500, gpu=4000)
     annotator_noise: float = 0.1  # the share of preference labels flipped (chapters 09-10)
-    preference_questions: int = by_profile(ci=300, cpu=3000, gpu=6000)
-    reward_steps: int = by_profile(ci=20, cpu=600, gpu=1200)
+    preference_questions: int = by_profile(ci=300, cpu=6000, gpu=12000)
+    reward_steps: int = by_profile(ci=20, cpu=200, gpu=400)
     reward_lr: float = 1e-3
     pretrain_batch: int = 32
     world_share: float = 0.8  # share of the pre-training characters about the world
     sft_examples: int = by_profile(ci=400, cpu=4000, gpu=8000)
     sft_steps: int = by_profile(ci=20, cpu=600, gpu=1200)
     sft_batch: int = 32
+    sft_replay: float = 0.0  # share of each SFT batch that is pre-training text (0.25: see LOG)
     seed: int = 0
 
     @classmethod
@@ -100,6 +101,10 @@ class AssistantWorld:
         text = _pretraining_text(overrides.get("world_share", cls.world_share))
         base = CharTokenizer.fit(text + string.printable, unk="?")
         return cls(ChatTokenizer(base), **overrides)
+
+    def pretraining_ids(self) -> np.ndarray:
+        """``pretraining_text`` as token ids (for the base model, and SFT's replay)."""
+        return _pretraining_ids(self.tokenizer.base, self.world_share)
 
     def config(self) -> GPTConfig:
         return GPTConfig(vocab_size=self.tokenizer.vocab_size, **self.model)
@@ -124,6 +129,11 @@ def pretraining_text(world: AssistantWorld) -> str:
     """The base model's training text: wiki's training split with paragraphs about the world
     (``tasks.world_text``) mixed in, ``world.world_share`` of the characters."""
     return _pretraining_text(world.world_share)
+
+
+@functools.cache
+def _pretraining_ids(base: CharTokenizer, world_share: float) -> np.ndarray:
+    return np.array(base.encode(_pretraining_text(world_share)), dtype=np.int64)
 
 
 @functools.cache  # built once per process (about 10 s)
@@ -178,8 +188,7 @@ def base_model(world: AssistantWorld, progress: bool = True) -> GPT:
     def build() -> GPT:
         torch.manual_seed(world.seed)
         model = GPT(world.config())
-        text = pretraining_text(world)
-        ids = np.array(world.tokenizer.encode(text), dtype=np.int64)
+        ids = world.pretraining_ids()
         cut = int(len(ids) * 0.98)
         get_batch = data.make_get_batch({"train": ids[:cut], "val": ids[cut:]},
                                         world.pretrain_batch, world.model["block_size"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,10 +79,16 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor)
 
 def sft_batches(examples: Sequence[tuple[list[int], list[bool]]], batch_size: int,
                 block_size: int, pad_id: int, val_fraction: float = 0.1,
-                generator: torch.Generator | None = None) -> Callable[[str], tuple[torch.Tensor, ...]]:
+                generator: torch.Generator | None = None, replay: np.ndarray | None = None,
+                replay_share: float = 0.0) -> Callable[[str], tuple[torch.Tensor, ...]]:
     """``get_batch(split) -> (x, y, mask)`` for the Trainer: random examples, right-padded with
     ``pad_id`` (masked out) to the longest in the batch. The last ``val_fraction`` of the
-    examples are the "val" split."""
+    examples are the "val" split. With ``replay`` (pre-training token ids), ``replay_share`` of
+    each training batch's rows are windows of it, trained on every token, so that fine-tuning
+    does not wipe out what pre-training taught (a "replay" of old data)."""
+    if not 0 <= replay_share < 1 or (replay_share > 0 and replay is None):
+        raise ValueError("replay_share must be in [0, 1), and > 0 only with replay ids")
+    n_replay = int(batch_size * replay_share)
     too_long = [i for i, (ids, _) in enumerate(examples) if len(ids) > block_size + 1]
     if too_long:
         i = too_long[0]
@@ -94,14 +101,19 @@ def sft_batches(examples: Sequence[tuple[list[int], list[bool]]], batch_size: in
 
     def get_batch(split: str = "train") -> tuple[torch.Tensor, ...]:
         rows = splits[split]
-        pick = torch.randint(0, len(rows), (batch_size,), generator=generator).tolist()
-        length = max(len(rows[i][0]) for i in pick)
+        n_old = n_replay if split == "train" else 0
+        pick = torch.randint(0, len(rows), (batch_size - n_old,), generator=generator).tolist()
+        length = block_size + 1 if n_old else max(len(rows[i][0]) for i in pick)
         x = torch.full((batch_size, length), pad_id, dtype=torch.long)
         m = torch.zeros((batch_size, length), dtype=torch.bool)
         for r, i in enumerate(pick):
             ids, mask = rows[i]
             x[r, :len(ids)] = torch.tensor(ids)
             m[r, :len(mask)] = torch.tensor(mask)
+        if n_old:  # the last rows: windows of pre-training text, every token counts
+            starts = torch.randint(0, len(replay) - length, (n_old,), generator=generator)
+            x[-n_old:] = torch.stack([torch.from_numpy(replay[s:s + length]) for s in starts.tolist()])
+            m[-n_old:] = True
         return x[:, :-1], x[:, 1:], m[:, 1:]  # position t predicts token t + 1
 
     return get_batch
@@ -118,13 +130,16 @@ def finetune(model: nn.Module, world: AssistantWorld, steps: int | None = None, 
              examples: Sequence[tuple[tasks.Question, str]] | None = None,
              progress: bool = True) -> History:
     """Fine-tune ``model`` in place on instruction data (``tasks.instruction_data``, or
-    ``examples``), with the loss on answers only. Returns the training history."""
+    ``examples``), with the loss on answers only, and ``world.sft_replay`` of each batch
+    pre-training text (``sft_batches``). Returns the training history."""
     tok = world.tokenizer
     examples = examples if examples is not None else tasks.instruction_data(world.sft_examples,
                                                                             seed=world.seed)
     rows = [render(tok, q.prompt, response) for q, response in examples]
+    share = getattr(world, "sft_replay", 0.0)
     get_batch = sft_batches(rows, world.sft_batch, model.cfg.block_size, pad_id=tok.end_id,
-                            generator=torch.Generator().manual_seed(world.seed))
+                            generator=torch.Generator().manual_seed(world.seed),
+                            replay=world.pretraining_ids() if share else None, replay_share=share)
     steps = world.sft_steps if steps is None else steps
     cfg = TrainConfig(max_steps=steps, lr=lr, min_lr_ratio=0.1, warmup_steps=min(30, steps // 5),
                       weight_decay=0.0, eval_interval=max(steps // 5, 1), eval_steps=5,

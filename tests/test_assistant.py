@@ -174,3 +174,21 @@ def test_best_of_n_keeps_the_answer_the_reward_model_prefers(world, monkeypatch)
     assert [r.question for r in best] == qs
     plain = assistant.generate(model, world, qs, temperature=1.0, max_new_tokens=12, seed=0)
     assert sum(len(r.text) for r in best) < sum(len(r.text) for r in plain)
+
+
+def test_sft_batches_replay_pretraining_windows_in_training_batches_only(world):
+    import numpy as np
+
+    tok = world.tokenizer
+    rows = [sft.render(tok, q.prompt, a) for q, a in tasks.instruction_data(20, seed=1)]
+    replay = np.arange(1000, dtype=np.int64) % tok.base.vocab_size
+    get_batch = sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, replay=replay, replay_share=0.25,
+                                generator=torch.Generator().manual_seed(0))
+    x, y, m = get_batch("train")
+    assert x.shape == (8, 128)
+    assert m[-2:].all() and not m[:-2].all()  # 2 rows of pre-training text, trained on every token
+    assert all(int(y[r, 0]) - int(x[r, 0]) in (1, 1 - tok.base.vocab_size) for r in (6, 7))
+    _, _, m_val = get_batch("val")
+    assert not m_val.all(dim=1).any()  # validation: answers only
+    with pytest.raises(ValueError, match="replay"):
+        sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, replay_share=0.25)
