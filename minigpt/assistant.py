@@ -27,7 +27,7 @@ import pickle
 import random
 import string
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,21 +231,17 @@ def _free_question(text: str) -> tasks.Question:
     return tasks.Question("chat", text, "", "", "")
 
 
-@torch.no_grad()
-def generate(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question | str],
-             temperature: float = 0.0, max_new_tokens: int = 80, seed: int = 0,
-             batch_size: int = 256) -> list[Reply]:
-    """The model's answers to ``questions`` through the chat template: greedy at temperature 0,
-    sampled otherwise. Prompts of one length are generated together (no padding needed)."""
-    tok = world.tokenizer
+def _prompt_batches(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question],
+                    max_new_tokens: int, batch_size: int
+                    ) -> Iterator[tuple[list[int], torch.Tensor, int]]:
+    """The questions' prompts through the chat template, grouped by length so that each batch
+    generates without padding: (indices into ``questions``, prompts (B, P), new tokens that fit
+    in the context)."""
     dev = next(model.parameters()).device
-    gen = torch.Generator(dev).manual_seed(seed)
-    questions = [q if isinstance(q, tasks.Question) else _free_question(q) for q in questions]
+    prompts = [render(world.tokenizer, q.prompt)[0] for q in questions]
     by_length: dict[int, list[int]] = defaultdict(list)
-    prompts = [render(tok, q.prompt)[0] for q in questions]
     for i, ids in enumerate(prompts):
         by_length[len(ids)].append(i)
-    replies: list[Reply | None] = [None] * len(questions)
     for length, idx in sorted(by_length.items()):
         new = min(max_new_tokens, model.cfg.block_size - length)
         if new < 1:
@@ -253,13 +249,26 @@ def generate(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Questi
                              f"context of {model.cfg.block_size}: ask a shorter question")
         for s in range(0, len(idx), batch_size):
             chunk = idx[s:s + batch_size]
-            x = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=dev)
-            out = model.generate(x, new, temperature=temperature, generator=gen)[:, length:]
-            for i, row in zip(chunk, out.tolist()):
-                finished = tok.end_id in row
-                row = row[:row.index(tok.end_id)] if finished else row
-                text = tok.decode([t for t in row if t < tok.base.vocab_size])
-                replies[i] = Reply(questions[i], text, finished)
+            yield chunk, torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=dev), new
+
+
+@torch.no_grad()
+def generate(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question | str],
+             temperature: float = 0.0, max_new_tokens: int = 80, seed: int = 0,
+             batch_size: int = 256) -> list[Reply]:
+    """The model's answers to ``questions`` through the chat template: greedy at temperature 0,
+    sampled otherwise. Prompts of one length are generated together (no padding needed)."""
+    tok = world.tokenizer
+    gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+    questions = [q if isinstance(q, tasks.Question) else _free_question(q) for q in questions]
+    replies: list[Reply | None] = [None] * len(questions)
+    for chunk, x, new in _prompt_batches(model, world, questions, max_new_tokens, batch_size):
+        out = model.generate(x, new, temperature=temperature, generator=gen)[:, x.size(1):]
+        for i, row in zip(chunk, out.tolist()):
+            finished = tok.end_id in row
+            row = row[:row.index(tok.end_id)] if finished else row
+            text = tok.decode([t for t in row if t < tok.base.vocab_size])
+            replies[i] = Reply(questions[i], text, finished)
     return replies  # type: ignore[return-value]
 
 
@@ -495,22 +504,12 @@ def best_of_n(model: GPT, rm: reward.RewardModel, world: AssistantWorld,
     scores highest (``rlhf.best_of_n``): no training, n times the sampling."""
     from minigpt import rlhf
 
-    tok = world.tokenizer
-    dev = next(model.parameters()).device
-    gen = torch.Generator(dev).manual_seed(seed)
+    gen = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     score_fn = reward_scorer(rm, world)
-    by_length: dict[int, list[int]] = defaultdict(list)
-    prompts = [render(tok, q.prompt)[0] for q in questions]
-    for i, ids in enumerate(prompts):
-        by_length[len(ids)].append(i)
     replies: list[Reply | None] = [None] * len(questions)
-    for length, idx in sorted(by_length.items()):
-        new = min(max_new_tokens, model.cfg.block_size - length)
-        for s in range(0, len(idx), 64):
-            chunk = idx[s:s + 64]
-            x = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=dev)
-            best = rlhf.best_of_n(model, x, n, score_fn, new, tok.end_id, generator=gen)
-            for i, row, mask in zip(chunk, best.responses, best.mask):
-                finished = bool((row[mask] == tok.end_id).any())
-                replies[i] = Reply(questions[i], response_text(world, row, mask), finished)
+    for chunk, x, new in _prompt_batches(model, world, questions, max_new_tokens, 64):
+        best = rlhf.best_of_n(model, x, n, score_fn, new, world.tokenizer.end_id, generator=gen)
+        for i, row, mask in zip(chunk, best.responses, best.mask):
+            finished = bool((row[mask] == world.tokenizer.end_id).any())
+            replies[i] = Reply(questions[i], response_text(world, row, mask), finished)
     return replies  # type: ignore[return-value]
