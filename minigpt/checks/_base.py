@@ -3,6 +3,7 @@ printing a pass."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 
@@ -22,3 +23,12 @@ def call(task: str, hint: str, fn: Callable, *args, **kwargs):
 
 def passed(task: str, what: str) -> None:
     print(f"\u2713 {task} passed: {what}")
+
+
+def _number(x) -> float | None:
+    """``x`` as a float if it is a real number (int, float, NumPy or 0-d tensor), else None."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from minigpt.checks._base import _number
 from minigpt.checks._base import call as _call
 from minigpt.checks._base import passed as _passed
 from minigpt.gpt import GPT, GPTConfig
@@ -27,13 +28,6 @@ __all__ = ["check_block_params", "check_fit_exponent", "check_pf_days", "check_t
            "check_utilisation"]
 
 
-def _number(x) -> float | None:
-    """``x`` as a float if it is a real number (int, float, NumPy or 0-d tensor), else None."""
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _ratio_tip(got: float | None, want: float, tips: dict[float, str]) -> str:

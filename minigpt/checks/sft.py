@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minigpt.checks._base import _number
 from minigpt.checks._base import call as _call
 from minigpt.checks._base import passed as _passed
 from minigpt.gpt import GPT, GPTConfig
@@ -282,12 +283,6 @@ def check_lora_forward(lora_forward: Callable[..., torch.Tensor]) -> None:
 # ---- task 4 ---------------------------------------------------------------------------------
 
 
-def _number(x) -> float | None:
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def check_lora_param_count(lora_param_count: Callable[[int, int, int], int]) -> None:
