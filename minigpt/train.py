@@ -51,8 +51,11 @@ how training works.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
+import pickle
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -66,16 +69,17 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from minigpt import distributed
+from minigpt.runtime import cache_dir, seed_everything
 from minigpt.runtime import device as best_device
-from minigpt.runtime import seed_everything
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
     "CheckpointMismatchError", "History", "NonFiniteLossError", "TrainConfig", "Trainer",
-    "autocast_dtype", "check_state_dict", "get_rng_state", "load_checkpoint", "lr_at",
-    "heldout_loss", "model_loss", "param_groups", "plot_history", "set_rng_state",
+    "autocast_dtype", "cached_model", "check_state_dict", "get_rng_state", "heldout_loss",
+    "load_checkpoint", "lr_at", "model_loss", "param_groups", "plot_history", "recipe_key",
+    "set_rng_state",
 ]
 
 Batch = tuple[Tensor, ...]
@@ -650,6 +654,45 @@ def heldout_loss(
     if count == 0:
         raise ValueError(f"{len(ids)} tokens hold no window of block_size={block_size}: use a longer split")
     return total / count, count
+
+
+MODEL_CACHE_FORMAT = "minigpt.model_cache/1"
+
+
+def recipe_key(recipe: dict[str, Any]) -> str:
+    """A short hash of ``recipe`` (plain JSON values): the same recipe, the same key."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cached_model(name: str, recipe: dict[str, Any], build: Callable[[], nn.Module],
+                 empty: Callable[[], nn.Module]) -> nn.Module:
+    """A trained model, from the cache if this ``recipe`` was trained before, else ``build()``.
+
+    The file is ``cache_dir()/models/{name}-{recipe_key(recipe)}.pt``: change anything in the
+    recipe (it must hold everything that decides the weights: shape, steps, data, seed) and the
+    model is trained again. It holds tensors only and loads with ``weights_only=True`` into
+    ``empty()``, a model of the right shape. A file that is corrupt or does not fit is rebuilt,
+    with a message saying why. Returns the model in eval mode.
+    """
+    path = cache_dir() / "models" / f"{name}-{recipe_key(recipe)}.pt"
+    model = empty()
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(saved, dict) or saved.get("format") != MODEL_CACHE_FORMAT:
+                raise ValueError(f"{path.name} is not a {MODEL_CACHE_FORMAT} file")
+            check_state_dict(model, saved["model"], source=path.name)
+            model.load_state_dict(saved["model"])
+            return model.eval()
+        except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as e:
+            print(f"Ignoring the cached {name} model ({type(e).__name__}: {str(e)[:120]}); "
+                  "training it again.")
+    model = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": MODEL_CACHE_FORMAT, "recipe": recipe, "model": model.state_dict()}, tmp)
+    os.replace(tmp, path)  # atomic: a half-written file never has the final name
+    return model.eval()
 
 
 def plot_history(

@@ -512,3 +512,34 @@ def test_heldout_loss_is_the_token_weighted_mean_over_every_target():
         total += model(x, y)[1].item() * y.numel()
     assert abs(mean - total / 29) < 1e-5
     assert model.training  # mode restored
+
+
+# ---- cached_model ---------------------------------------------------------------------------
+
+
+def test_cached_model_builds_once_then_loads(tmp_path, monkeypatch, capsys):
+    from minigpt.train import cached_model, recipe_key
+
+    monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
+    builds = []
+
+    def build():
+        builds.append(1)
+        torch.manual_seed(len(builds))
+        return nn.Linear(3, 2)
+
+    first = cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(3, 2))
+    again = cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(3, 2))
+    assert len(builds) == 1 and not again.training
+    assert torch.equal(first.weight, again.weight)
+    other = cached_model("lin", {"steps": 2}, build, lambda: nn.Linear(3, 2))  # another recipe
+    assert len(builds) == 2 and not torch.equal(first.weight, other.weight)
+    assert recipe_key({"a": 1, "b": 2}) == recipe_key({"b": 2, "a": 1}) != recipe_key({"a": 2, "b": 2})
+    # A corrupt file is rebuilt, saying why.
+    path = tmp_path / "models" / f"lin-{recipe_key({'steps': 1})}.pt"
+    path.write_bytes(b"not a checkpoint")
+    cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(3, 2))
+    assert len(builds) == 3 and "Ignoring the cached lin model" in capsys.readouterr().out
+    # A file that does not fit the model is rebuilt too.
+    cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(4, 2))
+    assert len(builds) == 4
