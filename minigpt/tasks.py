@@ -48,7 +48,8 @@ from torch import nn
 __all__ = [
     "FAMILIES", "HELD_OUT_COUNTRIES", "KNOWLEDGE_BASE", "STYLES", "STYLE_MIX", "TRAIN_COUNTRIES",
     "UNKNOWN_COUNTRIES", "Annotator", "Country", "Judgement", "Problem", "Question",
-    "addition_problems", "answer", "answer_accuracy", "instruction_data", "make_question",
+    "addition_problems", "answer", "answer_accuracy", "claims", "fact_questions",
+    "instruction_data", "make_question",
     "make_questions", "parse_question", "problem_batches", "problems_text", "world_text",
 ]
 
@@ -317,6 +318,22 @@ def parse_question(text: str, countries: Sequence[Country] = KNOWLEDGE_BASE) -> 
     return None
 
 
+def fact_questions(countries: Sequence[Country | str]) -> list[Question]:
+    """Every fact question (capital, flag colour, national animal) about each of ``countries``,
+    in order. A name given as a plain string is a country the world has never heard of (such as
+    ``UNKNOWN_COUNTRIES``): its questions have no right answer (``value`` is ``""``), so any
+    value stated in reply to them is made up (chapter 12: hallucination)."""
+    out = []
+    for c in countries:
+        for kind, (ask, tell, subject) in _FACT_QUESTIONS.items():
+            if isinstance(c, str):
+                out.append(Question("fact", ask.format(s=c), "", subject, ""))
+            else:
+                v = getattr(c, kind)
+                out.append(Question("fact", ask.format(s=c.name), v, subject, tell.format(v=v)))
+    return out
+
+
 def make_questions(n: int, seed: int = 0, families: Sequence[str] = FAMILIES,
                    countries: Sequence[Country] = KNOWLEDGE_BASE) -> list[Question]:
     """``n`` questions, the families taken in turn (so each is equally represented)."""
@@ -368,6 +385,14 @@ def _template_words() -> frozenset[str]:
 _TEMPLATE_WORDS = _template_words()
 
 
+def claims(q: Question, response: str) -> set[str]:
+    """The values that ``response`` states in reply to ``q``: its words (lower case) that are
+    neither in the question nor part of the answer templates ("68" in "Sure! 23 + 45 = 68.").
+    The annotator calls an answer correct when this is exactly ``{q.value}``."""
+    asked = set(_words(q.prompt))
+    return {w for w in _words(response) if w not in asked and w not in _TEMPLATE_WORDS}
+
+
 # ---- the hidden annotator --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -401,9 +426,7 @@ class Annotator:
     def judge(self, q: Question, response: str) -> Judgement:
         """The four qualities of ``response`` (the answer's text, without special tokens)."""
         words = _words(response)
-        asked = set(_words(q.prompt))
-        claims = {w for w in words if w not in asked and w not in _TEMPLATE_WORDS}
-        correct = claims == {q.value.lower()}
+        correct = claims(q, response) == {q.value.lower()}
         helpful = q.subject.lower() in response.lower()
         polite = any(response.startswith(o) for o in _OPENERS)
         needed = len(_words(q.statement)) + (len(_words(response.split("!")[0])) if polite else 0)

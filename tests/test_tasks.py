@@ -234,3 +234,26 @@ def test_world_text_states_every_fact_without_chat_markers():
         assert f"The capital of {c.name} is {c.capital}." in text
         assert f"The flag of {c.name} is {c.colour}." in text
     assert "<|" not in text and not any(name in text for name in tasks.UNKNOWN_COUNTRIES)
+
+
+def test_fact_questions_ask_everything_about_known_and_unknown_countries():
+    known = tasks.fact_questions(tasks.HELD_OUT_COUNTRIES[:2])
+    assert len(known) == 6 and all(q.family == "fact" for q in known)
+    c = tasks.HELD_OUT_COUNTRIES[0]
+    assert [q.value for q in known[:3]] == [c.capital, c.colour, c.animal]
+    assert all(tasks.parse_question(q.prompt) == q for q in known)  # the world's own wording
+    unknown = tasks.fact_questions(tasks.UNKNOWN_COUNTRIES)
+    assert len(unknown) == 3 * len(tasks.UNKNOWN_COUNTRIES)
+    assert all(q.value == "" and q.statement == "" for q in unknown)
+    assert unknown[0].prompt == f"What is the capital of {tasks.UNKNOWN_COUNTRIES[0]}?"
+    judge = tasks.Annotator(noise=0.0)
+    assert not judge.judge(unknown[0], "The capital is Tam.").correct  # no answer is right
+
+
+def test_claims_are_the_stated_values_and_drive_correctness():
+    q = tasks.Question("arithmetic", "What is 23 + 45?", "68", "23 + 45", "23 + 45 = 68.")
+    assert tasks.claims(q, "Sure! 23 + 45 = 68.") == {"68"}
+    assert tasks.claims(q, "Let me think. 68 or 69. I hope this helps.") == {"68", "or", "69"}
+    assert tasks.claims(q, "Sure! Of course!") == set()
+    u = tasks.fact_questions(["Brellin"])[0]
+    assert tasks.claims(u, "The capital of Brellin is Tam.") == {"tam"}
