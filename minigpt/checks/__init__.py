@@ -13,6 +13,7 @@ from minigpt.checks._base import NotDoneYet as NotDoneYet  # re-exported for the
 from minigpt.checks.attention import *  # noqa: F403
 from minigpt.checks.gpt import *  # noqa: F403
 from minigpt.checks.ngram import *  # noqa: F403
+from minigpt.checks.quantize import *  # noqa: F403
 from minigpt.checks.reward import *  # noqa: F403
 from minigpt.checks.rlhf import *  # noqa: F403
 from minigpt.checks.rnn import *  # noqa: F403
