@@ -107,7 +107,7 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
 
 
 def plot_reliability(confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 10,
-                     ax=None, label: str | None = None):
+                     ax=None, label: str | None = None, xlabel: str = "confidence"):
     """The reliability diagram: accuracy against confidence per bin (marker size: the bin's
     share of answers), beside the diagonal of perfect calibration. Returns the axes."""
     import matplotlib.pyplot as plt
@@ -123,7 +123,7 @@ def plot_reliability(confidences: Sequence[float], correct: Sequence[bool], n_bi
                alpha=0.25)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (the model's probability of its answer)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy")
     ax.legend(loc="upper left")
     return ax
