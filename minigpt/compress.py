@@ -11,8 +11,9 @@
 **Distillation** (Hinton et al. 2015; DistilBERT, Sanh et al. 2019): a small *student* learns to
 match a large *teacher*'s next-token distributions, not just the one token that came next. Both
 are softened by a temperature T (logits / T) so that the teacher's second and third choices
-count; the KL divergence between them is multiplied by T^2, which keeps its gradients the size of
-the ordinary loss's whatever T is. ``distill_loss_fn`` mixes it with the usual cross-entropy.
+count; the KL divergence between them is multiplied by T^2: softening shrinks its gradients by
+about 1/T^2, and the factor keeps the mix with the usual cross-entropy (``distill_loss_fn``)
+balanced whatever T is.
 
 **Magnitude pruning** (Han et al. 2015): set the smallest weights of each matrix to zero, then
 fine-tune with them held at zero. A dense file stays the same size and a dense matrix multiply
