@@ -15,8 +15,8 @@ from minigpt.checks.gpt import *  # noqa: F403
 from minigpt.checks.ngram import *  # noqa: F403
 from minigpt.checks.quantize import *  # noqa: F403
 from minigpt.checks.reward import *  # noqa: F403
-from minigpt.checks.rlhf import *  # noqa: F403
 from minigpt.checks.risks import *  # noqa: F403
+from minigpt.checks.rlhf import *  # noqa: F403
 from minigpt.checks.rnn import *  # noqa: F403
 from minigpt.checks.scaling import *  # noqa: F403
 from minigpt.checks.sft import *  # noqa: F403
