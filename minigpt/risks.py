@@ -117,7 +117,8 @@ def plot_reliability(confidences: Sequence[float], correct: Sequence[bool], n_bi
         _, ax = plt.subplots(figsize=(5, 5))
     full = bins.count > 0
     ece = expected_calibration_error(confidences, correct, n_bins)
-    ax.plot([0, 1], [0, 1], color="gray", ls=":", label="perfectly calibrated")
+    if not any(line.get_label() == "perfectly calibrated" for line in ax.get_lines()):
+        ax.plot([0, 1], [0, 1], color="gray", ls=":", label="perfectly calibrated")  # once per axes
     ax.plot(bins.confidence[full], bins.accuracy[full], "-o", label=f"{label or 'model'} (ECE {ece:.2f})")
     ax.scatter(bins.confidence[full], bins.accuracy[full], s=2000 * bins.count[full] / bins.count.sum(),
                alpha=0.25)

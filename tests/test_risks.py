@@ -74,6 +74,9 @@ def test_plot_reliability_draws_the_bins():
     matplotlib.use("Agg")
     ax = risks.plot_reliability([0.1, 0.9, 0.95], [False, True, True], n_bins=5, label="toy")
     assert "ECE" in ax.get_legend().get_texts()[1].get_text()
+    risks.plot_reliability([0.2, 0.3], [True, False], n_bins=5, ax=ax, label="another")  # same axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels.count("perfectly calibrated") == 1 and len(labels) == 3
 
 
 # ---- hallucination ---------------------------------------------------------------------------
