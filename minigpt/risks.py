@@ -6,9 +6,10 @@ was in their training text (memorisation), and whoever controls part of the trai
 plant behaviour in them (poisoning and backdoors). This module holds the measuring tools:
 
 - **calibration**: ``answer_confidence`` (the probability a model gives to the value it
-  states) and ``sample_agreement`` (how often sampled answers repeat it), ``calibration_bins``, ``expected_calibration_error`` (Guo et al. 2017) and
-  ``plot_reliability``; ``states_a_value`` and ``hallucination_rate`` for questions that have
-  no right answer (``tasks.fact_questions(tasks.UNKNOWN_COUNTRIES)``);
+  states) and ``sample_agreement`` (how often sampled answers repeat it); ``calibration_bins``,
+  ``expected_calibration_error`` (Guo et al. 2017) and ``plot_reliability``;
+- **hallucination**: ``states_a_value`` and ``hallucination_rate`` for questions that have no
+  right answer (``tasks.fact_questions(tasks.UNKNOWN_COUNTRIES)``);
 - **memorisation**: ``Canary`` secrets (``make_canaries``) planted in training text a chosen
   number of times (``insert_canaries``), then ``extract`` (greedy completion of the prefix)
   and ``exposure`` (Carlini et al. 2019: how far up the secret ranks among every possible
@@ -19,8 +20,10 @@ plant behaviour in them (poisoning and backdoors). This module holds the measuri
     >>> from minigpt import assistant, risks, tasks
     >>> replies = assistant.generate(model, world, tasks.fact_questions(tasks.UNKNOWN_COUNTRIES))
     >>> risks.hallucination_rate(replies)               # share that states a value anyway
-    >>> conf = risks.answer_confidence(model, world, replies)
-    >>> risks.expected_calibration_error(conf, correct)
+    >>> replies = assistant.generate(model, world, tasks.make_questions(400, seed=7))
+    >>> conf = risks.answer_confidence(model, world, replies)     # NaN where none is stated
+    >>> right = [tasks.Annotator(noise=0).judge(r.question, r.text).correct for r in replies]
+    >>> risks.expected_calibration_error(conf[~np.isnan(conf)], np.array(right)[~np.isnan(conf)])
 
 Deliberately left out: defences (differential privacy, data filtering, trigger detection),
 fact-checking against a source, and risks that need people to judge (bias, misuse).
