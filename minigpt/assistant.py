@@ -83,8 +83,8 @@ class AssistantWorld:
                                                  "n_embd": 128})
     pretrain_steps: int = by_profile(ci=40, cpu=1500, gpu=4000)
     annotator_noise: float = 0.1  # the share of preference labels flipped (chapters 09-10)
-    preference_questions: int = by_profile(ci=300, cpu=6000, gpu=12000)
-    reward_steps: int = by_profile(ci=20, cpu=200, gpu=400)
+    preference_questions: int = by_profile(ci=300, cpu=16000, gpu=32000)
+    reward_steps: int = by_profile(ci=20, cpu=600, gpu=1200)
     reward_lr: float = 1e-3
     pretrain_batch: int = 32
     world_share: float = 0.8  # share of the pre-training characters about the world
@@ -111,16 +111,19 @@ class AssistantWorld:
 
     def key(self, stage: str) -> str:
         """A short hash of everything that determines the ``stage`` model (its cache name): the
-        recipe's fields, the vocabulary and a sample of the world's data. The base model's key
-        leaves out what only later stages use, so changing those keeps the base."""
+        recipe's fields, the vocabulary and a sample of the world's data. A stage's key covers only
+        the fields its model depends on, so changing a later stage's recipe (the reward model's,
+        say) keeps the earlier models."""
         recipe = {k: v for k, v in asdict(self).items() if k != "tokenizer"}
         recipe["vocab"] = self.tokenizer.base.itos
         recipe["world"] = tasks.world_text(100, seed=1)
-        if stage == "base":
-            recipe = {k: recipe[k] for k in ("model", "pretrain_steps", "pretrain_batch",
-                                             "world_share", "seed", "vocab", "world")}
-        else:
-            recipe["instructions"] = repr(tasks.instruction_data(50, seed=1))
+        recipe["instructions"] = repr(tasks.instruction_data(50, seed=1))
+        base = ("model", "pretrain_steps", "pretrain_batch", "world_share", "seed", "vocab", "world")
+        sft = (*base, "sft_examples", "sft_steps", "sft_batch", "sft_replay", "instructions")
+        fields = {"base": base, "sft": sft,
+                  "preferences": (*sft, "preference_questions", "annotator_noise")}
+        if stage in fields:
+            recipe = {k: recipe[k] for k in fields[stage]}
         recipe["stage"] = stage
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -361,6 +364,37 @@ def preference_data(world: AssistantWorld, model: GPT, seed: int = 0
     return prefs[:-n_val], prefs[-n_val:]
 
 
+def _preference_from_dict(d: dict) -> Preference:
+    def reply(r: dict) -> Reply:
+        return Reply(tasks.Question(**r["question"]), str(r["text"]), bool(r["finished"]))
+    return Preference(reply(d["chosen"]), reply(d["rejected"]))
+
+
+def preferences(world: AssistantWorld, progress: bool = True
+                ) -> tuple[list[Preference], list[Preference]]:
+    """``preference_data`` for the world's SFT model, cached as JSON beside the models
+    (chapters 09 and 10 share one set; sampling it takes minutes on a CPU). A cache file that
+    cannot be read is ignored with a message and sampled again."""
+    path = Path(cache_dir()) / "assistant" / f"preferences-{world.key('preferences')}.json"
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("format") != CACHE_FORMAT:
+                raise ValueError(f"{path} is not a {CACHE_FORMAT} file")
+            return ([_preference_from_dict(d) for d in saved["train"]],
+                    [_preference_from_dict(d) for d in saved["val"]])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            print(f"Ignoring the cached preferences ({type(e).__name__}: {str(e)[:120]}); "
+                  "sampling them again.")
+    train, val = preference_data(world, sft_model(world, progress))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "train": [asdict(p) for p in train],
+                               "val": [asdict(p) for p in val]}))
+    tmp.replace(path)  # atomic, as for the models
+    return train, val
+
+
 def train_reward(world: AssistantWorld, model: GPT, train: Sequence[Preference],
                  val: Sequence[Preference] | None = None, steps: int | None = None,
                  progress: bool = True) -> tuple[reward.RewardModel, Any]:
@@ -381,9 +415,8 @@ def reward_model(world: AssistantWorld, progress: bool = True) -> reward.RewardM
     """Chapter 09's reward model (cached like the others): trained on ``preference_data`` from
     the SFT model."""
     def build() -> reward.RewardModel:
-        model = sft_model(world, progress)
-        train, val = preference_data(world, model)
-        return train_reward(world, model, train, val, progress=progress)[0]
+        train, val = preferences(world, progress)
+        return train_reward(world, sft_model(world, progress), train, val, progress=progress)[0]
     return _cached_model(world, "reward", build, lambda: reward.RewardModel(GPT(world.config())))
 
 

@@ -192,3 +192,31 @@ def test_sft_batches_replay_pretraining_windows_in_training_batches_only(world):
     assert not m_val.all(dim=1).any()  # validation: answers only
     with pytest.raises(ValueError, match="replay"):
         sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, replay_share=0.25)
+
+
+def test_each_stage_key_covers_only_what_its_model_depends_on(world):
+    later = assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
+                                           sft_examples=300, sft_steps=40, sft_batch=16,
+                                           preference_questions=7, reward_steps=3)
+    assert later.key("base") == world.key("base") and later.key("sft") == world.key("sft")
+    assert later.key("preferences") != world.key("preferences")
+    assert later.key("reward") != world.key("reward")
+    other_sft = assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
+                                               sft_examples=300, sft_steps=41, sft_batch=16)
+    assert other_sft.key("base") == world.key("base") and other_sft.key("sft") != world.key("sft")
+
+
+def test_preferences_are_cached_and_a_corrupt_file_is_sampled_again(world, tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
+    small = assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
+                                           sft_examples=300, sft_steps=5, sft_batch=16,
+                                           preference_questions=40)
+    train, val = assistant.preferences(small, progress=False)
+    assert train and val and all(isinstance(p, assistant.Preference) for p in train + val)
+    files = list((tmp_path / "assistant").glob("preferences-*.json"))
+    assert len(files) == 1
+    assert assistant.preferences(small, progress=False) == (train, val)  # read back, equal
+    files[0].write_text("{not json")
+    assert assistant.preferences(small, progress=False) == (train, val)  # sampled again
+    assert "sampling them again" in capsys.readouterr().out

@@ -230,6 +230,18 @@ def test_dpo_loss_by_hand():
     assert same.item() == pytest.approx(math.log(2))
 
 
+def test_conservative_dpo_expects_the_loss_over_flipped_labels():
+    t = torch.tensor
+    args = (t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]))
+    margin = 0.1 * (0.5 - (-0.5))
+    smoothed, _, _ = rlhf.dpo_loss(*args, beta=0.1, label_smoothing=0.1)
+    by_hand = 0.9 * -math.log(1 / (1 + math.exp(-margin))) + 0.1 * -math.log(1 / (1 + math.exp(margin)))
+    assert smoothed.item() == pytest.approx(by_hand)
+    assert rlhf.dpo_loss(*args, beta=0.1, label_smoothing=0.0)[0].item() == pytest.approx(0.6443967, abs=1e-6)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        rlhf.dpo_loss(*args, label_smoothing=0.5)
+
+
 def test_dpo_gradient_raises_chosen_and_lowers_rejected():
     chosen = torch.tensor([-2.0, -1.0], requires_grad=True)
     rejected = torch.tensor([-2.0, -3.0], requires_grad=True)
@@ -415,3 +427,14 @@ def test_best_of_n_keeps_the_best_sample():
     one = rlhf.best_of_n(model, prompts, n=1, score_fn=share_of_good, max_new_tokens=6,
                          end_id=END, generator=torch.Generator().manual_seed(0))
     assert torch.equal(one.scores, one.all_scores[:, 0])
+
+
+
+def test_the_value_head_has_its_own_learning_rate():
+    trainer = ppo_trainer(value_lr=1e-2)
+    groups = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    head = list(trainer.policy.value_head.parameters())
+    assert {groups[id(p)] for p in head} == {1e-2}
+    assert {groups[id(p)] for p in trainer.policy.policy.parameters()} == {1e-3}
+    assert len(groups) == len(list(trainer.policy.parameters()))  # each parameter once
+    assert {g["lr"] for g in ppo_trainer().optimizer.param_groups} == {1e-3}  # default: lr
