@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import pickle
 import random
 import string
 from collections import defaultdict
@@ -41,7 +40,7 @@ from minigpt.gpt import GPT, GPTConfig
 from minigpt.runtime import by_profile, cache_dir
 from minigpt.sft import render
 from minigpt.tokenizers import CharTokenizer, ChatTokenizer
-from minigpt.train import TrainConfig, Trainer, check_state_dict
+from minigpt.train import TrainConfig, Trainer, load_or_build, save_model_file
 
 __all__ = [
     "AssistantWorld",
@@ -155,34 +154,16 @@ def _cache_path(world: AssistantWorld, stage: str) -> Path:
 def cache_model(world: AssistantWorld, stage: str, model: nn.Module) -> Path:
     """Store ``model`` as the world's ``stage`` model ("base", "sft", ...), where
     ``base_model`` and ``sft_model`` look first. Returns the file's path."""
-    path = _cache_path(world, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"format": CACHE_FORMAT, "model": model.state_dict()}, tmp)
-    tmp.replace(path)  # atomic: a half-written file never has the final name
-    return path
+    return save_model_file(_cache_path(world, stage), model, CACHE_FORMAT)
 
 
 def _cached_model(world: AssistantWorld, stage: str, build: Callable[[], nn.Module],
                   empty: Callable[[], nn.Module] | None = None) -> nn.Module:
     """The world's ``stage`` model from the cache, or ``build()`` and cache it. ``empty()``
     makes the module to load the weights into (a GPT of the world's shape by default)."""
-    path = _cache_path(world, stage)
-    model = empty() if empty is not None else GPT(world.config())
-    if path.exists():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(saved, dict) or saved.get("format") != CACHE_FORMAT:
-                raise ValueError(f"{path} is not a {CACHE_FORMAT} file")
-            check_state_dict(model, saved["model"], source=str(path))
-            model.load_state_dict(saved["model"])
-            return model.eval()
-        except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as e:
-            print(f"Ignoring the cached {stage} model ({type(e).__name__}: {str(e)[:120]}); "
-                  "training it again.")
-    model = build()
-    cache_model(world, stage, model)
-    return model.eval()
+    return load_or_build(_cache_path(world, stage), build,
+                         empty if empty is not None else lambda: GPT(world.config()),
+                         stage, CACHE_FORMAT)
 
 
 def base_model(world: AssistantWorld, progress: bool = True) -> GPT:

@@ -78,8 +78,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckpointMismatchError", "History", "NonFiniteLossError", "TrainConfig", "Trainer",
     "autocast_dtype", "cached_model", "check_state_dict", "get_rng_state", "heldout_loss",
-    "load_checkpoint", "lr_at", "model_loss", "param_groups", "plot_history", "recipe_key",
-    "set_rng_state",
+    "load_checkpoint", "load_or_build", "lr_at", "model_loss", "param_groups", "plot_history",
+    "recipe_key", "save_model_file", "set_rng_state",
 ]
 
 Batch = tuple[Tensor, ...]
@@ -664,6 +664,43 @@ def recipe_key(recipe: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def save_model_file(path: Path, model: nn.Module, fmt: str = MODEL_CACHE_FORMAT,
+                    **meta: Any) -> Path:
+    """Write ``{"format": fmt, **meta, "model": state_dict}`` to ``path`` atomically (a
+    half-written file never has the final name). Tensors and plain values only, so it loads
+    with ``weights_only=True``. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": fmt, **meta, "model": model.state_dict()}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_or_build(path: Path, build: Callable[[], nn.Module], empty: Callable[[], nn.Module],
+                  label: str, fmt: str = MODEL_CACHE_FORMAT, **meta: Any) -> nn.Module:
+    """The model saved at ``path`` (loaded into ``empty()``, a model of the right shape), or
+    ``build()`` saved there. A file that is corrupt, of another ``fmt`` or of another shape is
+    rebuilt, with a message naming ``label`` and saying why. Returns the model in eval mode.
+    The cache helpers of every chapter (``cached_model``, ``assistant.base_model``, ...) use it."""
+    path = Path(path)
+    model = empty()
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(saved, dict) or saved.get("format") != fmt:
+                raise ValueError(f"{path.name} is not a {fmt} file")
+            check_state_dict(model, saved["model"], source=path.name)
+            model.load_state_dict(saved["model"])
+            return model.eval()
+        except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as e:
+            print(f"Ignoring the cached {label} model ({type(e).__name__}: {str(e)[:120]}); "
+                  "training it again.")
+    model = build()
+    save_model_file(path, model, fmt, **meta)
+    return model.eval()
+
+
 def cached_model(name: str, recipe: dict[str, Any], build: Callable[[], nn.Module],
                  empty: Callable[[], nn.Module]) -> nn.Module:
     """A trained model, from the cache if this ``recipe`` was trained before, else ``build()``.
@@ -672,27 +709,10 @@ def cached_model(name: str, recipe: dict[str, Any], build: Callable[[], nn.Modul
     recipe (it must hold everything that decides the weights: shape, steps, data, seed) and the
     model is trained again. It holds tensors only and loads with ``weights_only=True`` into
     ``empty()``, a model of the right shape. A file that is corrupt or does not fit is rebuilt,
-    with a message saying why. Returns the model in eval mode.
+    with a message saying why (``load_or_build``). Returns the model in eval mode.
     """
     path = cache_dir() / "models" / f"{name}-{recipe_key(recipe)}.pt"
-    model = empty()
-    if path.exists():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(saved, dict) or saved.get("format") != MODEL_CACHE_FORMAT:
-                raise ValueError(f"{path.name} is not a {MODEL_CACHE_FORMAT} file")
-            check_state_dict(model, saved["model"], source=path.name)
-            model.load_state_dict(saved["model"])
-            return model.eval()
-        except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as e:
-            print(f"Ignoring the cached {name} model ({type(e).__name__}: {str(e)[:120]}); "
-                  "training it again.")
-    model = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": MODEL_CACHE_FORMAT, "recipe": recipe, "model": model.state_dict()}, tmp)
-    os.replace(tmp, path)  # atomic: a half-written file never has the final name
-    return model.eval()
+    return load_or_build(path, build, empty, name, recipe=recipe)
 
 
 def plot_history(

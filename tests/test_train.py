@@ -543,3 +543,20 @@ def test_cached_model_builds_once_then_loads(tmp_path, monkeypatch, capsys):
     # A file that does not fit the model is rebuilt too.
     cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(4, 2))
     assert len(builds) == 4
+
+
+def test_load_or_build_rebuilds_a_file_of_another_format(tmp_path, capsys):
+    from minigpt.train import load_or_build, save_model_file
+
+    path = save_model_file(tmp_path / "m.pt", nn.Linear(3, 2), fmt="someone.else/1")
+    assert torch.load(path, weights_only=True)["format"] == "someone.else/1"
+    built = []
+    model = load_or_build(path, lambda: built.append(1) or nn.Linear(3, 2), lambda: nn.Linear(3, 2),
+                          label="lin", fmt="minigpt.model_cache/1", note="kept")
+    assert built == [1] and not model.training
+    assert "not a minigpt.model_cache/1 file" in capsys.readouterr().out
+    saved = torch.load(path, weights_only=True)  # rewritten in the asked format, with the extra fields
+    assert saved["format"] == "minigpt.model_cache/1" and saved["note"] == "kept"
+    again = load_or_build(path, lambda: built.append(2) or nn.Linear(3, 2), lambda: nn.Linear(3, 2),
+                          label="lin", fmt="minigpt.model_cache/1")
+    assert built == [1] and torch.equal(again.weight, model.weight)
