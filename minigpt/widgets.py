@@ -207,7 +207,7 @@ def scaling_explorer(surface, flops: float = 1e15, n_params: float = 1e5,
     (budget exponent, size exponent); the table is ``children[1].value``."""
     from minigpt.scaling import budget_plan, pf_days
 
-    style = {"description_width": "150px"}
+    style = {"description_width": "180px"}  # room for "your size: 10^x params"
     controls = [
         W.FloatSlider(value=float(np.log10(flops)), min=9, max=25, step=0.25,
                       description="budget: 10^x FLOPs", style=style, continuous_update=False),
