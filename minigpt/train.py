@@ -684,6 +684,8 @@ def load_or_build(path: Path, build: Callable[[], nn.Module], empty: Callable[[]
     rebuilt, with a message naming ``label`` and saying why. Returns the model in eval mode.
     The cache helpers of every chapter (``cached_model``, ``assistant.base_model``, ...) use it."""
     path = Path(path)
+    # empty() comes first even on a miss: builders draw from the global random stream after it
+    # (the reward head's init, for one), so moving it would change what a first run trains.
     model = empty()
     if path.exists():
         try:

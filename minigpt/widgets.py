@@ -207,12 +207,16 @@ def scaling_explorer(surface, flops: float = 1e15, n_params: float = 1e5,
     (budget exponent, size exponent); the table is ``children[1].value``."""
     from minigpt.scaling import budget_plan, pf_days
 
-    style = {"description_width": "180px"}  # room for "your size: 10^x params"
+    # Room for the label "your size: 10^x params", and the whole slider wide enough that its
+    # track is not squeezed to nothing (ipywidgets' default width is 300px, label included).
+    style, wide = {"description_width": "180px"}, W.Layout(width="480px")
     controls = [
         W.FloatSlider(value=float(np.log10(flops)), min=9, max=25, step=0.25,
-                      description="budget: 10^x FLOPs", style=style, continuous_update=False),
+                      description="budget: 10^x FLOPs", style=style, continuous_update=False,
+                      layout=wide),
         W.FloatSlider(value=float(np.log10(n_params)), min=3, max=12, step=0.25,
-                      description="your size: 10^x params", style=style, continuous_update=False),
+                      description="your size: 10^x params", style=style, continuous_update=False,
+                      layout=wide),
     ]
     out = W.HTML()
 

@@ -160,6 +160,22 @@ def test_scaling_explorer_shows_the_plan_and_follows_budget_and_size():
     assert f"{budget_plan(surface, 1e24, 1e11)['loss']:.3f}" in box.children[1].value
 
 
+def track_px(slider) -> int:
+    """Pixels left for a slider's track: its width (ipywidgets' default 300px) less its label
+    and its readout (about 60px)."""
+    def px(value, default):
+        return int(value[:-2]) if value and value.endswith("px") else default
+    return px(slider.layout.width, 300) - px(slider.style.description_width, 0) - 60
+
+
+def test_scaling_explorer_sliders_leave_room_for_their_track():
+    from minigpt.scaling import LossSurface
+
+    box = widgets.scaling_explorer(LossSurface(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28))
+    for slider in box.children[0].children:  # a wide label once squeezed the track to ~20px
+        assert track_px(slider) >= 200, (slider.description, track_px(slider))
+
+
 
 def test_chat_answers_with_every_model_and_scores_world_questions():
     from minigpt import assistant
