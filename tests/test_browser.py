@@ -2,7 +2,8 @@
 see no error and see the widgets drawn, as a learner following the README would.
 
 Runs the welcome notebook and two chapters with widgets (04: attention heatmaps, 06: sampler)
-under the ``ci`` profile; ``MINIGPT_BROWSER_ALL=1`` runs every notebook in notebooks/. Fails
+under the ``ci`` profile; ``MINIGPT_BROWSER_ALL=1`` runs every notebook in notebooks/, and
+``MINIGPT_BROWSER_NOTEBOOKS=07,10`` the ones whose names start with those prefixes. Fails
 on an error output, a run that stops or times out, a widget that does not render, or HTML
 that shows its own markup as text. A full-height screenshot of each notebook lands in
 ``.browser/`` (ignored by git; ``MINIGPT_BROWSER_DIR`` moves it); the path and the time each
@@ -36,7 +37,11 @@ RUN_ALL = os.environ.get("MINIGPT_BROWSER_ALL", "") not in ("", "0")
 # fails once to have the entry removed.
 KNOWN_MARKUP_LEAKS: dict[str, str] = {}  # notebook -> a known bug that shows markup as text
 
-CHOSEN = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) if RUN_ALL else DEFAULT
+# MINIGPT_BROWSER_NOTEBOOKS="07,10" runs the notebooks whose names start with those prefixes.
+PICKED = [p for p in os.environ.get("MINIGPT_BROWSER_NOTEBOOKS", "").split(",") if p.strip()]
+EVERY = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+CHOSEN = (EVERY if RUN_ALL else
+          [n for n in EVERY if any(n.startswith(p.strip()) for p in PICKED)] if PICKED else DEFAULT)
 REASON = browser_lab.missing()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
