@@ -176,7 +176,6 @@ def test_scaling_explorer_sliders_leave_room_for_their_track():
         assert track_px(slider) >= 200, (slider.description, track_px(slider))
 
 
-
 def test_chat_answers_with_every_model_and_scores_world_questions():
     from minigpt import assistant
 
