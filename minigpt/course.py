@@ -11,6 +11,7 @@ the README; ``tests/test_notebooks.py`` checks that they still agree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 GITHUB_REPO = "minigpt-course/minigpt"  # owner/name on GitHub: change it here only, then `sync`
@@ -152,6 +153,42 @@ def hygiene_problems(nb, path: str) -> list[str]:
     if problems:
         problems.append(f"fix: python scripts/notebooks.py run {path}")
     return problems
+
+
+_TIME_LINE = re.compile(r"\*\*Time\*\*:\D*?(\d+(?:\.\d+)?)(?:\s*[-\u2013]\s*(\d+(?:\.\d+)?))?\s*"
+                        r"(minutes?|seconds?)\b")
+
+
+def stated_minutes(markdown: str) -> tuple[float, float] | None:
+    """The time a notebook's "**Time**:" line promises, in minutes, as (low, high): "about 7.5
+    minutes" -> (7.5, 7.5), "4-6 minutes" -> (4, 6), "about 20 seconds" -> (1/3, 1/3). The first
+    duration on the line counts (the cpu profile's, by convention). None without such a line."""
+    found = _TIME_LINE.search(markdown)
+    if found is None:
+        return None
+    low, high, unit = float(found[1]), float(found[2] or found[1]), found[3]
+    scale = 1 / 60 if unit.startswith("second") else 1.0
+    return low * scale, high * scale
+
+
+def time_line_problem(nb, path: str, slack: float = 0.3) -> str | None:
+    """A message when the first cell's "**Time**:" line and the stored run's seconds
+    (``metadata.minigpt.seconds``, cpu profile) disagree by more than ``slack`` (30%), else None.
+    Keeps the promise a learner reads first true after a re-run or a trim."""
+    seconds = nb.metadata.get("minigpt", {}).get("seconds")
+    first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    stated = stated_minutes(first)
+    if stated is None:
+        return f"{path}: its first cell has no '**Time**: ...' line"
+    if seconds is None:
+        return None  # not run yet: hygiene_problems says so
+    low, high = stated
+    minutes = seconds / 60
+    if not (1 - slack) * low <= minutes <= (1 + slack) * high:
+        said = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+        return (f"{path}: its Time line says {said} minutes, its stored run took {minutes:.1f} "
+                "(cpu profile): update the line")
+    return None
 
 
 def execute_notebook(path, profile: str = "cpu", timeout: int = 1200) -> float:

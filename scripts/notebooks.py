@@ -57,6 +57,11 @@ def run(paths: list[str], profile: str) -> None:
         print(f"running {path.relative_to(ROOT)} under the {profile} profile ...", flush=True)
         seconds = course.execute_notebook(path, profile=profile)
         print(f"  done in {seconds:.1f} s", flush=True)
+        if path.parent.name == "notebooks" and profile == "cpu":
+            problem = course.time_line_problem(nbformat.read(path, as_version=4),
+                                               path.relative_to(ROOT).as_posix())
+            if problem:
+                print(f"  note: {problem}", flush=True)
     sync()  # the README table shows the new timings
 
 
@@ -64,8 +69,12 @@ def check() -> int:
     bad = 0
     for path in runnable_notebooks():
         rel = path.relative_to(ROOT).as_posix()
-        for problem in course.hygiene_problems(nbformat.read(path, as_version=4), rel):
+        nb = nbformat.read(path, as_version=4)
+        for problem in course.hygiene_problems(nb, rel):
             print(f"{rel}: {problem}")
+            bad += 1
+        if path.parent.name == "notebooks" and (problem := course.time_line_problem(nb, rel)):
+            print(problem)
             bad += 1
     print("all notebooks clean" if not bad else f"{bad} problem(s)")
     return 1 if bad else 0
@@ -78,7 +87,8 @@ def main() -> int:
     run_p = sub.add_parser("run", help="re-execute notebooks in place on a fresh kernel")
     run_p.add_argument("paths", nargs="*", help="notebooks to run (default: all but exercise stubs)")
     run_p.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
-    sub.add_parser("check", help="report stale, out-of-order or failed outputs")
+    sub.add_parser("check", help="report stale, out-of-order or failed outputs, and Time lines "
+                                          "that disagree with the stored run")
     args = parser.parse_args()
     if args.command == "sync":
         sync()

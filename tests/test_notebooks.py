@@ -29,6 +29,30 @@ def test_outputs_are_fresh_in_order_and_error_free(path):
     assert not problems, "\n".join(problems)
 
 
+CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=rel)
+def test_time_line_agrees_with_the_stored_run(path):
+    problem = course.time_line_problem(nbformat.read(path, as_version=4), rel(path))
+    assert problem is None, problem
+
+
+def test_time_line_is_read_and_checked():
+    assert course.stated_minutes("**Time**: about 7.5 minutes on 2 CPU cores") == (7.5, 7.5)
+    assert course.stated_minutes("**Time**: 4-6 minutes on 2 CPU cores (cpu profile)") == (4.0, 6.0)
+    assert course.stated_minutes("**Time**: about 30 seconds; a minute on Colab") == (0.5, 0.5)
+    assert course.stated_minutes("no time line here") is None
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 00\n\n**Time**: about 3 minutes on 2 CPU cores.")]
+    nb.metadata["minigpt"] = {"seconds": 84.0}  # chapter 00's line once said 3 minutes of an 84 s run
+    assert "says 3 minutes" in course.time_line_problem(nb, "00.ipynb")
+    nb.metadata["minigpt"] = {"seconds": 170.0}
+    assert course.time_line_problem(nb, "00.ipynb") is None
+    nb.cells[0].source = "# 00"
+    assert "no '**Time**" in course.time_line_problem(nb, "00.ipynb")
+
+
 @pytest.mark.parametrize("path", ALL, ids=rel)
 def test_badge_and_setup_cell_agree_with_the_course(path):
     nb = nbformat.read(path, as_version=4)
