@@ -171,22 +171,22 @@ def stated_minutes(markdown: str) -> tuple[float, float] | None:
     return low * scale, high * scale
 
 
-def time_line_problem(nb, path: str, slack: float = 0.3) -> str | None:
-    """A message when the first cell's "**Time**:" line and the stored run's seconds
-    (``metadata.minigpt.seconds``, cpu profile) disagree by more than ``slack`` (30%), else None.
-    Keeps the promise a learner reads first true after a re-run or a trim."""
+def time_line_problem(nb, slack: float = 0.3) -> str | None:
+    """What is wrong with a chapter's "**Time**:" line (first markdown cell), or None: a message
+    when it and the stored run's seconds (``metadata.minigpt.seconds``, cpu profile) disagree by
+    more than ``slack`` (30%). Keeps the promise a learner reads first true after a re-run."""
     seconds = nb.metadata.get("minigpt", {}).get("seconds")
     first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
     stated = stated_minutes(first)
     if stated is None:
-        return f"{path}: its first cell has no '**Time**: ...' line"
+        return "its first cell has no '**Time**: about N minutes ...' line that this check can read"
     if seconds is None:
         return None  # not run yet: hygiene_problems says so
     low, high = stated
     minutes = seconds / 60
     if not (1 - slack) * low <= minutes <= (1 + slack) * high:
         said = f"{low:g}" if low == high else f"{low:g}-{high:g}"
-        return (f"{path}: its Time line says {said} minutes, its stored run took {minutes:.1f} "
+        return (f"its Time line says {said} minutes, its stored run took {minutes:.1f} "
                 "(cpu profile): update the line")
     return None
 

@@ -58,9 +58,7 @@ def run(paths: list[str], profile: str) -> None:
         seconds = course.execute_notebook(path, profile=profile)
         print(f"  done in {seconds:.1f} s", flush=True)
         if path.parent.name == "notebooks" and profile == "cpu":
-            problem = course.time_line_problem(nbformat.read(path, as_version=4),
-                                               path.relative_to(ROOT).as_posix())
-            if problem:
+            if problem := course.time_line_problem(nbformat.read(path, as_version=4)):
                 print(f"  note: {problem}", flush=True)
     sync()  # the README table shows the new timings
 
@@ -73,8 +71,8 @@ def check() -> int:
         for problem in course.hygiene_problems(nb, rel):
             print(f"{rel}: {problem}")
             bad += 1
-        if path.parent.name == "notebooks" and (problem := course.time_line_problem(nb, rel)):
-            print(problem)
+        if path.parent.name == "notebooks" and (problem := course.time_line_problem(nb)):
+            print(f"{rel}: {problem}")
             bad += 1
     print("all notebooks clean" if not bad else f"{bad} problem(s)")
     return 1 if bad else 0
@@ -88,7 +86,7 @@ def main() -> int:
     run_p.add_argument("paths", nargs="*", help="notebooks to run (default: all but exercise stubs)")
     run_p.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
     sub.add_parser("check", help="report stale, out-of-order or failed outputs, and Time lines "
-                                          "that disagree with the stored run")
+                                 "that disagree with the stored run")
     args = parser.parse_args()
     if args.command == "sync":
         sync()

@@ -38,10 +38,14 @@ RUN_ALL = os.environ.get("MINIGPT_BROWSER_ALL", "") not in ("", "0")
 KNOWN_MARKUP_LEAKS: dict[str, str] = {}  # notebook -> a known bug that shows markup as text
 
 # MINIGPT_BROWSER_NOTEBOOKS="07,10" runs the notebooks whose names start with those prefixes.
-PICKED = [p for p in os.environ.get("MINIGPT_BROWSER_NOTEBOOKS", "").split(",") if p.strip()]
+PICKED = tuple(p.strip() for p in os.environ.get("MINIGPT_BROWSER_NOTEBOOKS", "").split(",") if p.strip())
 EVERY = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-CHOSEN = (EVERY if RUN_ALL else
-          [n for n in EVERY if any(n.startswith(p.strip()) for p in PICKED)] if PICKED else DEFAULT)
+if RUN_ALL:
+    CHOSEN = EVERY
+elif PICKED:
+    CHOSEN = [name for name in EVERY if name.startswith(PICKED)]
+else:
+    CHOSEN = DEFAULT
 REASON = browser_lab.missing()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 

@@ -34,8 +34,8 @@ CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=rel)
 def test_time_line_agrees_with_the_stored_run(path):
-    problem = course.time_line_problem(nbformat.read(path, as_version=4), rel(path))
-    assert problem is None, problem
+    problem = course.time_line_problem(nbformat.read(path, as_version=4))
+    assert problem is None, f"{rel(path)}: {problem}"
 
 
 def test_time_line_is_read_and_checked():
@@ -46,11 +46,11 @@ def test_time_line_is_read_and_checked():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# 00\n\n**Time**: about 3 minutes on 2 CPU cores.")]
     nb.metadata["minigpt"] = {"seconds": 84.0}  # chapter 00's line once said 3 minutes of an 84 s run
-    assert "says 3 minutes" in course.time_line_problem(nb, "00.ipynb")
+    assert "says 3 minutes" in course.time_line_problem(nb)
     nb.metadata["minigpt"] = {"seconds": 170.0}
-    assert course.time_line_problem(nb, "00.ipynb") is None
+    assert course.time_line_problem(nb) is None
     nb.cells[0].source = "# 00"
-    assert "no '**Time**" in course.time_line_problem(nb, "00.ipynb")
+    assert "no '**Time**" in course.time_line_problem(nb)
 
 
 @pytest.mark.parametrize("path", ALL, ids=rel)
