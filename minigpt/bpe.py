@@ -147,8 +147,11 @@ class BPETokenizer:
         """Token ids of ``text``, computed by tiktoken (fast); same result as ``encode_python``.
 
         With ``allow_special``, a special token written in the text (e.g. "<|endoftext|>")
-        becomes its id; without, it is encoded as ordinary text.
+        becomes its id; without, it is encoded as ordinary text. Text with a lone surrogate
+        raises ValueError (``check_text``); the raw ``to_tiktoken()`` encoding would silently
+        turn it into U+FFFD instead.
         """
+        check_text(text)
         try:
             enc = self.to_tiktoken()
         except ImportError:  # tiktoken is a dependency of minigpt, but the algorithm needs none
@@ -159,6 +162,7 @@ class BPETokenizer:
 
     def encode_python(self, text: str, allow_special: bool = True) -> list[int]:
         """Token ids of ``text``, in pure Python: the algorithm, step by step."""
+        check_text(text)
         ids: list[int] = []
         for part, special in self._split_special(text, allow_special):
             if special:
@@ -236,6 +240,23 @@ class BPETokenizer:
         return self._tiktoken
 
 
+def check_text(text: str) -> None:
+    """Raise ValueError unless ``text`` is valid Unicode, i.e. has UTF-8 bytes.
+
+    A Python ``str`` can hold a lone surrogate (U+D800 to U+DFFF), e.g. from
+    ``errors="surrogateescape"``; it has no UTF-8 bytes, so byte-level BPE can neither train on
+    it nor encode it. We refuse it rather than replace it silently."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"text has a lone surrogate {text[e.start]!r} at position {e.start}: byte-level BPE "
+            "needs valid Unicode. Read files with open(path, encoding='utf-8', errors='replace')"
+            " (not errors='surrogateescape'), or replace the surrogates with '?' first: "
+            "text.encode('utf-8', errors='replace').decode('utf-8')"
+        ) from None
+
+
 def as_id_list(ids: Iterable[int]) -> list[int]:
     """Token ids as a list of Python ints, from a list, a NumPy array or a torch tensor."""
     if hasattr(ids, "tolist"):
@@ -270,7 +291,8 @@ def train_bpe(
 
     Special tokens (e.g. ``["<|endoftext|>"]``) get the last ids; where they appear in
     ``text`` they only separate it, they are not learnt from. If the text runs out of pairs
-    to merge first, the vocabulary comes out smaller (with a warning).
+    to merge first, the vocabulary comes out smaller (with a warning). Text with a lone
+    surrogate raises ValueError, as in ``encode`` (``check_text``).
     """
     n_tokens = vocab_size - len(special_tokens)  # ids for bytes and merged tokens
     if n_tokens < 256:
@@ -278,6 +300,7 @@ def train_bpe(
             f"vocab_size={vocab_size} leaves no room for the 256 byte tokens "
             f"and {len(special_tokens)} special tokens"
         )
+    check_text(text)
     counts = _count_pretokens(text, regex.compile(pattern), special_tokens)
     words = [list(w.encode("utf-8")) for w in counts]  # each distinct pre-token once ...
     freqs = list(counts.values())  # ... with how often it occurs

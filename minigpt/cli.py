@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -59,6 +61,78 @@ def run_settings(checkpoint: dict, path: str | Path) -> tuple[GPTConfig, object,
     return GPTConfig(**extra["model_config"]), tokenizer, extra
 
 
+def tokenizer_spec(tokenizer) -> str:
+    """The ``--tokenizer`` value that makes a tokenizer like ``tokenizer``: ``char`` or
+    ``bpe:N`` (N its vocabulary size)."""
+    kind = tokenizer_to_dict(tokenizer)["kind"]
+    return "char" if kind == "char" else f"{kind}:{tokenizer.vocab_size}"
+
+
+def check_device(spec: str | None) -> None:
+    """A clear error, naming ``--device``, for a device that this machine does not have."""
+    if spec is None:
+        return
+    leave_out = "use --device cpu, or leave --device out to use the best device there is"
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"--device {spec}: not a device; use cpu, cuda, cuda:N or mps, or "
+                         "leave --device out to use the best device there is") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {spec}: CUDA is not available on this machine (no NVIDIA "
+                             f"GPU, or a torch built without CUDA); {leave_out}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s), numbered from 0; {leave_out}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {spec}: Apple's MPS is not available on this machine; "
+                         f"{leave_out}")
+
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """Refuse, before any work, the ``train`` options that cannot make a run."""
+    rules = [
+        ("--steps", args.steps, args.steps >= 1, ">= 1 (the optimizer steps to train in all)"),
+        ("--batch-size", args.batch_size, args.batch_size >= 1, ">= 1"),
+        ("--block-size", args.block_size, args.block_size is None or args.block_size >= 1,
+         ">= 1"),
+        ("--eval-interval", args.eval_interval, args.eval_interval >= 0,
+         ">= 0 (0: evaluate and save at the end only)"),
+        ("--lr", args.lr, args.lr > 0, "> 0"),
+        ("--dropout", args.dropout, args.dropout is None or 0 <= args.dropout < 1,
+         "in [0, 1)"),
+    ]
+    for option, value, ok, rule in rules:
+        if not ok:
+            raise ValueError(f"{option} must be {rule}, got {value}")
+    check_device(args.device)
+    check_out(Path(args.out))
+
+
+def check_out(out: Path) -> None:
+    """Make sure a checkpoint can be written to ``out`` before training starts, not after."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory: give a file path, e.g. "
+                         f"--out {out / 'run.pt'}")
+    folder = out.parent
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file, so it cannot hold a folder; "
+                         "choose another --out")
+    if existing != folder:  # Trainer.save creates the missing folders
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"--out {out}: cannot create the folder {folder}, as {existing} is "
+                             "not writable; choose another --out")
+        return
+    try:  # the surest test: write a file beside out, as Trainer.save does
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot write in {folder} ({e.strerror or e}); choose "
+                         "another --out, or make the folder writable") from None
+
+
 def load_model(path: str | Path, device: str | torch.device | None = None):
     """``(model, tokenizer)`` from a checkpoint written by ``python -m minigpt train``."""
     checkpoint = load_checkpoint(path)
@@ -74,6 +148,7 @@ def train(args: argparse.Namespace) -> float:
     Under torchrun, every process trains (data parallelism); the first one prints, writes the
     checkpoint and measures held-out bits per byte (the others return NaN).
     """
+    check_train_args(args)  # before anything slow, and before a checkpoint could be lost
     distributed.setup("gloo" if args.device == "cpu" else None)  # does nothing without torchrun
     try:
         return _train(args)
@@ -89,18 +164,33 @@ def _train(args: argparse.Namespace) -> float:
     seed_everything(args.seed)
     resumed = args.resume and out.exists()
     if resumed:
-        cfg, tokenizer, saved = run_settings(load_checkpoint(out), out)
+        checkpoint = load_checkpoint(out)
+        cfg, tokenizer, saved = run_settings(checkpoint, out)
         preset = saved.get("preset")
-        for option, value in (("corpus", args.corpus), ("preset", args.preset)):
-            if value is not None and saved.get(option) != value:
-                raise ValueError(f"{out} was trained with --{option} {saved.get(option)}, not "
-                                 f"{value}: resume it with the same --{option}, or start a new "
-                                 "run with another --out")
+        # Options that shape the model or its data must be the checkpoint's: a changed one
+        # would be silently ignored. (Old checkpoints have no tokenizer_spec: derive it.)
+        was = {"corpus": saved.get("corpus"), "preset": preset,
+               "tokenizer": saved.get("tokenizer_spec") or tokenizer_spec(tokenizer),
+               "block-size": cfg.block_size, "dropout": cfg.dropout}
+        given = {"corpus": args.corpus, "preset": args.preset, "tokenizer": args.tokenizer,
+                 "block-size": args.block_size, "dropout": args.dropout}
+        for option, value in given.items():
+            if value is not None and was[option] != value:
+                raise ValueError(f"{out} was trained with --{option} {was[option]}, not "
+                                 f"{value}: resume it with the same --{option} (or leave it "
+                                 "out), or start a new run with another --out")
+        spec = was["tokenizer"]
+        done = int(checkpoint["step"])
+        if args.steps <= done:
+            raise ValueError(f"{out} has already been trained for {done} steps, and --steps is "
+                             f"the total to reach, not steps to add: pass --steps above {done} "
+                             f"(e.g. --steps {done + args.steps}) to train it further")
     else:
         if out.exists() and not args.force:
             raise FileExistsError(f"{out} exists: pass --resume to continue it, --force to "
                                   "overwrite it, or choose another --out")
-        tokenizer = make_tokenizer(args.tokenizer, parts["train"])
+        spec = args.tokenizer or "char"
+        tokenizer = make_tokenizer(spec, parts["train"])
         preset = args.preset or "micro"
         overrides = {name: getattr(args, name) for name in ("block_size", "dropout")
                      if getattr(args, name) is not None}
@@ -119,6 +209,7 @@ def _train(args: argparse.Namespace) -> float:
     else:
         trainer = Trainer(model, get_batch, TrainConfig(**config))
     extra = {"model_config": asdict(cfg), "tokenizer": tokenizer_to_dict(tokenizer),
+             "tokenizer_spec": spec,
              "corpus": args.corpus, "preset": preset}
     processes = distributed.world_size()
     shared = (f"; {processes} processes, global batch {args.batch_size * processes}"
@@ -142,6 +233,10 @@ def _train(args: argparse.Namespace) -> float:
 
 
 def _sample(args: argparse.Namespace) -> str:
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0 (the tokens to add to the prompt), got "
+                         f"{args.max_new_tokens}")
+    check_device(args.device)
     model, tokenizer = load_model(args.checkpoint, args.device)
     text = sample(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
                   args.top_k, args.seed, args.top_p)
@@ -168,7 +263,7 @@ def parser() -> argparse.ArgumentParser:
                        "torchrun --nproc_per_node=N, it trains on N processes (data parallel): "
                        "--batch-size is per process, so the global batch is batch x N.")
     t.add_argument("--corpus", default="wiki", help="a name from minigpt.data.list_corpora()")
-    t.add_argument("--tokenizer", default="char", help="char or bpe:N (default: char)")
+    t.add_argument("--tokenizer", help="char or bpe:N (default: char; on --resume, the run's)")
     t.add_argument("--preset", choices=list(PRESETS), help="model size (default: micro)")
     t.add_argument("--block-size", type=int, help="context length (default: the preset's)")
     t.add_argument("--dropout", type=float, help="dropout (default: the preset's)")
@@ -204,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, KeyError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, KeyError, FileExistsError, FileNotFoundError, PermissionError,
+            IsADirectoryError, NotADirectoryError, RuntimeError) as err:
         # Errors the learner can act on: say what went wrong, without a traceback.
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)

@@ -45,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from minigpt.metrics import check_count
 from minigpt.runtime import cache_dir
 
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -126,7 +127,10 @@ class Listing(list):
         printer.text(str(self))
 
 
-def _unknown(kind: str, name: str, known: Sequence[str]) -> UnknownNameError:
+def _unknown(kind: str, name: object, known: Sequence[str]) -> UnknownNameError:
+    if not isinstance(name, str):
+        return UnknownNameError(f"A {kind} is named by a string, got {name!r} "
+                                f"({type(name).__name__}). Choose one of: {', '.join(known)}.")
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return UnknownNameError(f"Unknown {kind} {name!r}.{hint} Choose one of: {', '.join(known)}.")
@@ -415,7 +419,7 @@ def load_corpus(name: str) -> str:
     Downloads are fetched once; without network they raise ``CorpusUnavailableError`` at once,
     saying where to put the file by hand. Set ``MINIGPT_OFFLINE=1`` to never try the network.
     """
-    if name not in CORPORA:
+    if not isinstance(name, str) or name not in CORPORA:
         raise _unknown("corpus", name, list(CORPORA))
     corpus = CORPORA[name]
     return corpus.loader() if corpus.loader is not None else _load_download(corpus)
@@ -486,7 +490,7 @@ def list_benchmarks() -> Listing:
 def load_benchmark(name: str) -> list[Pair] | dict[str, list[Analogy]]:
     """``wordsim353`` and ``simlex999``: a list of ``(word1, word2, score)``.
     ``questions-words``: a dict ``section -> [(a, b, c, d), ...]``. All words lowercased."""
-    if name not in BENCHMARKS:
+    if not isinstance(name, str) or name not in BENCHMARKS:
         raise _unknown("benchmark", name, list(BENCHMARKS))
     benchmark = BENCHMARKS[name]
     return benchmark.parse(_gensim_file(benchmark.filename))
@@ -541,6 +545,13 @@ def _too_short(what: str, length: int, block_size: int) -> str:
             f"block_size + 1 = {block_size + 1}); {fits}, or give it more text")
 
 
+def _check_sizes(batch_size: int, block_size: int) -> None:
+    """Raise unless both are positive integers: a batch of 0 windows, or windows of 0 tokens,
+    would come back as empty tensors and train nothing."""
+    check_count(batch_size, "batch_size")
+    check_count(block_size, "block_size")
+
+
 def _windows(data: np.ndarray, starts: np.ndarray, length: int) -> tuple[torch.Tensor, ...]:
     """Rows ``data[s : s + length + 1]`` for each start, split into inputs and targets."""
     chunk = torch.from_numpy(data[starts[:, None] + np.arange(length + 1)].astype(np.int64))
@@ -554,6 +565,7 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int,
     ``y[:, t] == x[:, t + 1]`` (the next token). Starts come from torch's global RNG unless a
     ``generator`` is given, so ``torch.manual_seed`` (and a checkpointed RNG state) replays
     them."""
+    _check_sizes(batch_size, block_size)
     data = np.asarray(data)
     if len(data) < block_size + 1:
         raise ValueError(_too_short("a split", len(data), block_size))
@@ -567,7 +579,9 @@ def make_get_batch(splits: Mapping[str, np.ndarray], batch_size: int, block_size
                    generator: torch.Generator | None = None
                    ) -> Callable[[str], tuple[torch.Tensor, torch.Tensor]]:
     """``get_batch(split) -> (x, y)`` over named splits (e.g. ``{"train": ..., "val": ...}``),
-    checking once, up front, that every split is longer than ``block_size``."""
+    checking once, up front, that both sizes are positive and every split is longer than
+    ``block_size``."""
+    _check_sizes(batch_size, block_size)
     arrays = {name: np.asarray(ids) for name, ids in splits.items()}
     for name, ids in arrays.items():
         if len(ids) < block_size + 1:
@@ -591,6 +605,7 @@ def iter_eval_windows(ids: np.ndarray, block_size: int, batch_size: int,
     loss weighted by ``y.numel()``. Each window starts with no context, which makes the loss a
     little higher than with a sliding window, but costs one pass.
     """
+    _check_sizes(batch_size, block_size)
     ids = np.asarray(ids)
     n_targets = len(ids) - 1
     starts = np.arange(0, n_targets - block_size + 1, block_size)

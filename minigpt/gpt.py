@@ -24,6 +24,7 @@ Attention written out by hand, other position encodings and the MLP live in
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, replace
 
 import torch
@@ -149,14 +150,52 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    """Raise ValueError, saying what is allowed, for sampling settings that make no sense."""
+def _is_int(value: object) -> bool:
+    """True for integers (Python, NumPy, 0-d integer tensors); False for bools and floats,
+    even whole ones such as 5.0."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool)
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None,
+                   max_new_tokens: int | None = None) -> None:
+    """Raise ValueError (TypeError for a non-integer count), saying what is allowed, for
+    sampling settings that make no sense. ``max_new_tokens`` is checked when given."""
     if not temperature >= 0:  # also catches NaN
         raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and not _is_int(top_k):
+        raise TypeError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
+    if max_new_tokens is not None and not _is_int(max_new_tokens):
+        raise TypeError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if max_new_tokens is not None and max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0 (how many tokens to add to the prompt), "
+                         f"got {max_new_tokens}")
+
+
+def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
+    """Raise, saying what to pass, unless ``idx`` is a (B, T) integer tensor of token ids in
+    0 .. vocab_size - 1 (what ``nn.Embedding`` can look up)."""
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"token ids must be a tensor of shape (B, T), got a "
+                        f"{type(idx).__name__}: e.g. torch.tensor([tokenizer.encode(text)])")
+    if idx.dim() != 2:
+        raise ValueError(f"token ids must be a tensor of shape (B, T), got shape "
+                         f"{tuple(idx.shape)}; one sequence (T,) becomes (1, T) with idx[None]")
+    if idx.numel() and idx.dtype not in (torch.long, torch.int):  # torch.tensor([[]]) is float
+        raise TypeError(f"token ids must be integers (torch.long), got dtype {idx.dtype}: "
+                        "pass idx.long(), or build it with torch.tensor(ids, dtype=torch.long)")
+    if idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
+        raise ValueError(f"token ids must be in 0 .. {vocab_size - 1} (vocab_size {vocab_size}), "
+                         f"got {int(idx.min())} .. {int(idx.max())}: encode with the tokenizer "
+                         "the model was built for, or build the model with the tokenizer's "
+                         "vocab_size")
 
 
 def sample_next(
@@ -238,7 +277,7 @@ class GPT(nn.Module):
         """The last block's output after the final LayerNorm, (B, T, n_embd): what the output
         layer reads. Heads other than the next-token one (a reward model's score, PPO's value)
         read it too (chapters 09-10)."""
-        B, T = idx.shape
+        _, T = idx.shape
         past = 0 if cache is None else len(cache)
         if past + T > self.cfg.block_size:
             raise ValueError(
@@ -286,7 +325,8 @@ class GPT(nn.Module):
         cached keys and values. Once the text outgrows ``block_size`` the model can only see
         the last ``block_size`` tokens, whose positions shift at every step, so from then on
         each step re-reads that window (exactly what ``use_cache=False`` does throughout)."""
-        check_sampling(temperature, top_k, top_p)
+        check_sampling(temperature, top_k, top_p, max_new_tokens)
+        check_token_ids(idx, self.cfg.vocab_size)
         if idx.size(1) > self.cfg.block_size:
             raise ValueError(
                 f"the prompt has {idx.size(1)} tokens but the model reads at most "
@@ -324,6 +364,7 @@ def sample(
     ``model`` is any of the course's language models with a ``generate`` method (GPT, the
     RNNs); ``tokenizer`` any of its tokenizers (it needs ``encode`` and ``decode``).
     ``seed`` makes the draw repeatable (None: use torch's global generator)."""
+    check_sampling(temperature, top_k, top_p, max_new_tokens)  # before any work, for any model
     dev = next(model.parameters()).device
     if not prompt:
         raise ValueError("give a prompt of at least one character: the model continues it")

@@ -40,6 +40,7 @@ inference or export, and unmerge before training on.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -47,6 +48,22 @@ from torch.nn import functional as F
 
 __all__ = ["LoRALinear", "apply_lora", "load_lora_state_dict", "lora_layers", "lora_parameters",
            "lora_state_dict", "merge_lora", "remove_lora", "trainable_share", "unmerge_lora"]
+
+
+def _check_rank_alpha(rank: int, alpha: float, layers: dict[str, nn.Linear]) -> None:
+    """Raise ValueError, saying what to pass, unless ``rank`` is an integer from 1 to every
+    layer's min(in_features, out_features) and ``alpha`` a finite number > 0."""
+    if not (isinstance(rank, int) and rank >= 1):
+        raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+    if not (isinstance(alpha, numbers.Real) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite number > 0 (the update is scaled by "
+                         f"alpha / rank; 2 x rank = {2 * rank} is usual), got {alpha!r}")
+    for name, layer in layers.items():
+        most = min(layer.in_features, layer.out_features)
+        if rank > most:
+            raise ValueError(f"rank={rank} is more than {name} can use: B A has rank at most "
+                             f"min(in_features, out_features) = {most} ({layer.in_features} -> "
+                             f"{layer.out_features}). Pass rank <= {most}, far less as a rule")
 
 
 class LoRALinear(nn.Module):
@@ -60,8 +77,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if not (isinstance(rank, int) and rank >= 1):
-            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+        _check_rank_alpha(rank, alpha, {"the layer": base})
         self.base = base
         self.rank = rank
         self.alpha = float(alpha)
@@ -131,11 +147,10 @@ def apply_lora(
     place, and freeze everything but the adapters. Returns the wrapped modules' names.
 
     A linear layer whose weight is tied to an embedding (GPT's output layer) is never wrapped.
-    Raises ValueError for ``rank < 1``, if no linear layer matches (naming those that exist),
-    or if the model has adapters already (``remove_lora`` first).
+    Raises ValueError, before changing anything, for ``rank < 1`` or above a wrapped layer's
+    min(in_features, out_features), for ``alpha <= 0`` or NaN, if no linear layer matches
+    (naming those that exist), or if the model has adapters already (``remove_lora`` first).
     """
-    if not (isinstance(rank, int) and rank >= 1):
-        raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
     if isinstance(targets, str):
         targets = (targets,)
     if lora_layers(model):
@@ -150,6 +165,7 @@ def apply_lora(
             f"are: {', '.join(linears) or 'none'} (an output layer tied to the embedding is "
             "never wrapped)"
         )
+    _check_rank_alpha(rank, alpha, {name: linears[name] for name in chosen})
     for name in chosen:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)

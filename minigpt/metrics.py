@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import operator
 
-__all__ = ["bits_per_byte", "bits_per_token", "perplexity"]
+__all__ = ["bits_per_byte", "bits_per_token", "check_count", "perplexity"]
 
 
 def _check_loss(loss_nats: float) -> float:
@@ -50,7 +50,7 @@ def _check_loss(loss_nats: float) -> float:
     return loss  # +inf is allowed: a model that gives a seen token probability 0
 
 
-def _check_count(value: int, name: str) -> int:
+def check_count(value: int, name: str) -> int:
     """Return ``value`` as an int, or raise if it is not a positive integer."""
     try:
         count = operator.index(value)  # ints and NumPy integers, but not floats
@@ -96,7 +96,7 @@ def bits_per_byte(loss_nats: float, n_tokens: int, n_bytes: int) -> float:
         the bytes. With byte-level tokens (``n_tokens == n_bytes``) this equals bits per token.
     """
     loss = _check_loss(loss_nats)
-    tokens = _check_count(n_tokens, "n_tokens")
-    n = _check_count(n_bytes, "n_bytes")
+    tokens = check_count(n_tokens, "n_tokens")
+    n = check_count(n_bytes, "n_bytes")
     total_bits = loss / math.log(2) * tokens  # bits per token, times tokens
     return total_bits / n

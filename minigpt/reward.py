@@ -113,6 +113,9 @@ def bradley_terry_loss(r_chosen: Tensor, r_rejected: Tensor) -> Tensor:
     if r_chosen.shape != r_rejected.shape:
         raise ValueError(f"r_chosen and r_rejected must have one shape, got "
                          f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}")
+    if r_chosen.numel() == 0:  # the mean of nothing is NaN
+        raise ValueError("r_chosen and r_rejected are empty: pass the rewards of at least one "
+                         "pair")
     return -F.logsigmoid(r_chosen - r_rejected).mean()
 
 

@@ -86,6 +86,15 @@ def response_mask(responses: Tensor, end_id: int | None) -> Tensor:
     return ends_before == 0
 
 
+def _check_same_shape(tensors: dict[str, Tensor], hint: str) -> None:
+    """Raise ValueError, naming them, unless all ``tensors`` have one shape: broadcasting, e.g.
+    (B,) against (B, R), would silently compute something else."""
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"{', '.join(shapes)} must have one shape, got {listed}: {hint}")
+
+
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """The mean of ``x`` over the positions where ``mask`` is True (0 if there are none)."""
     mask = mask.to(x.dtype)
@@ -183,6 +192,17 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: 
     on a prefix of each row (a response, then padding); both results are 0 outside it.
     lam = 1 gives the discounted return minus V_t (unbiased, noisy); lam = 0 gives delta_t
     (one step of bootstrapping: low variance, biased by the value head's errors)."""
+    _check_same_shape({"rewards": rewards, "values": values, "mask": mask},
+                      "give one reward and one value per response token, (B, R) each")
+    if rewards.dim() != 2 or rewards.size(1) == 0:
+        raise ValueError(f"gae needs (B, R) tensors with R >= 1 response tokens, got shape "
+                         f"{tuple(rewards.shape)}")
+    gaps = mask[:, 1:].bool() & ~mask[:, :-1].bool()  # True after False
+    if gaps.any():
+        row = int(gaps.any(dim=1).nonzero()[0])
+        raise ValueError(f"mask must be True on a prefix of each row (the response, then False "
+                         f"on the padding), but row {row} is {mask[row].int().tolist()}: build "
+                         "it with response_mask(responses, end_id)")
     m = mask.to(values.dtype)
     values = values * m
     rewards = rewards * m
@@ -208,7 +228,12 @@ def ppo_policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Te
     1 + eps) A): the pessimistic of the two, so a token gains nothing from moving its ratio
     past 1 +- eps in the direction its advantage favours. ``clip_fraction`` is the share of
     tokens where the clipped term was the one taken; ``approx_kl`` estimates KL(pi_old || pi)
-    with (ratio - 1) - log ratio (always >= 0)."""
+    with (ratio - 1) - log ratio (always >= 0). All four tensors must have one shape (B, R)."""
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0 (0.1 to 0.3 is usual), got {clip}")
+    _check_same_shape({"logp": logp, "old_logp": old_logp, "advantages": advantages,
+                       "mask": mask}, "give one advantage per token (a per-response advantage "
+                      "a of shape (B,) becomes a[:, None].expand_as(logp))")
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
@@ -546,6 +571,11 @@ class PPOTrainer:
 # ---- DPO ----------------------------------------------------------------------------------
 
 
+def _check_beta(beta: float) -> None:
+    if not beta > 0:  # also catches NaN
+        raise ValueError(f"beta must be > 0 (0.1 is usual), got {beta}")
+
+
 def dpo_loss(policy_chosen_logp: Tensor, policy_rejected_logp: Tensor,
              ref_chosen_logp: Tensor, ref_rejected_logp: Tensor, beta: float = 0.1,
              label_smoothing: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
@@ -558,9 +588,17 @@ def dpo_loss(policy_chosen_logp: Tensor, policy_rejected_logp: Tensor,
 
     ``label_smoothing`` = eps is "conservative DPO": if a share eps of the labels is flipped
     (annotators err), the loss is the expected one over that noise, (1 - eps) of the loss
-    above plus eps of the loss with chosen and rejected swapped."""
+    above plus eps of the loss with chosen and rejected swapped. Raises ValueError for an
+    empty batch, inputs of different shapes, or beta <= 0."""
     if not 0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing is the share of wrong labels, in [0, 0.5): got {label_smoothing}")
+    _check_beta(beta)
+    _check_same_shape({"policy_chosen_logp": policy_chosen_logp,
+                       "policy_rejected_logp": policy_rejected_logp,
+                       "ref_chosen_logp": ref_chosen_logp, "ref_rejected_logp": ref_rejected_logp},
+                      "give one log-prob per pair, (B,) each (sequence_logprobs(...).sum(1))")
+    if policy_chosen_logp.numel() == 0:  # the mean of nothing is NaN
+        raise ValueError("the batch is empty: pass the log-probs of at least one pair")
     chosen = beta * (policy_chosen_logp - ref_chosen_logp)
     rejected = beta * (policy_rejected_logp - ref_rejected_logp)
     margin = chosen - rejected
@@ -660,8 +698,7 @@ def train_dpo(policy: GPT, ref: GPT, pairs: Sequence, beta: float = 0.1,
         raise ValueError("train_dpo needs preference pairs: got an empty list")
     if ref is policy:
         raise ValueError("ref must be a separate, frozen copy: ref = copy.deepcopy(sft_model)")
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0 (0.1 is usual), got {beta}")
+    _check_beta(beta)
     block_size = block_size if block_size is not None else policy.cfg.block_size
     config = config if config is not None else TrainConfig()
     pools = {"train": list(pairs), "val": list(val_pairs) if val_pairs else list(pairs)}

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.data import get_batch as random_windows
-from minigpt.gpt import check_sampling, sample_next
+from minigpt.gpt import check_sampling, check_token_ids, sample_next
 
 __all__ = [
     "KINDS",
@@ -76,15 +76,6 @@ def detach_state(state: State | None) -> State | None:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
-
-
-def _check_ids(x: Tensor, vocab_size: int) -> None:
-    if x.dim() != 2 or x.dtype != torch.long:
-        raise ValueError(f"x must be token ids of shape (B, T) and dtype int64, got shape "
-                         f"{tuple(x.shape)} and dtype {x.dtype}")
-    if x.numel() and (x.min() < 0 or x.max() >= vocab_size):
-        raise ValueError(f"token ids must be in 0 .. {vocab_size - 1}, got {x.min()} .. {x.max()}:"
-                         " build the model with the tokenizer's vocab_size")
 
 
 def _check_stateful(model: nn.Module, what: str) -> None:
@@ -121,7 +112,7 @@ class NPLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        _check_ids(x, self.vocab_size)
+        check_token_ids(x, self.vocab_size)
         B, T = x.shape
         padded = F.pad(x, (self.context - 1, 0), value=self.vocab_size)  # (B, T + context - 1)
         windows = padded.unfold(1, self.context, 1)  # (B, T, context): tokens t-context+1 .. t
@@ -135,7 +126,7 @@ class NPLM(nn.Module):
                  top_k: int | None = None, generator: torch.Generator | None = None, *,
                  top_p: float | None = None) -> Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens (as ``GPT.generate``)."""
-        check_sampling(temperature, top_k, top_p)
+        check_sampling(temperature, top_k, top_p, max_new_tokens)
         was_training = self.training
         self.eval()
         for _ in range(max_new_tokens):
@@ -297,7 +288,7 @@ class RNNLM(nn.Module):
 
     def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits (B, T, V) for every position of ``x`` (B, T), and the state after it."""
-        _check_ids(x, self.vocab_size)
+        check_token_ids(x, self.vocab_size)
         out, state = self.rnn(self.emb(x), state)  # (B, T, H); state as torch lays it out
         return self.head(self.drop(out)), state
 
@@ -315,7 +306,7 @@ class RNNLM(nn.Module):
 
         The prompt is read once; each new token then costs one step, since the state holds
         everything the model keeps of the past (a Transformer re-reads its whole window)."""
-        check_sampling(temperature, top_k, top_p)
+        check_sampling(temperature, top_k, top_p, max_new_tokens)
         was_training = self.training
         self.eval()
         logits, state = self.forward_with_state(idx)
@@ -472,7 +463,7 @@ def grad_norm_through_time(model: RNNLM, x: Tensor) -> Tensor:
     """
     if not isinstance(model, RNNLM):
         raise TypeError(f"grad_norm_through_time needs an RNNLM, got {type(model).__name__}")
-    _check_ids(x, model.vocab_size)
+    check_token_ids(x, model.vocab_size)
     if x.size(1) < 2:
         raise ValueError("x needs at least 2 time steps: the inputs and the token to predict")
     x = x.to(next(model.parameters()).device)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minigpt import tasks
+from minigpt.metrics import check_count
 from minigpt.tokenizers import ChatTokenizer
 from minigpt.train import History, TrainConfig, Trainer
 
@@ -70,7 +71,12 @@ def render(tok: ChatTokenizer, prompt: str, response: str | None = None,
 
 
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the positions where ``mask`` (B, T) is True."""
+    """Mean cross-entropy over the positions where ``mask`` (B, T), one flag per target, is
+    True."""
+    if mask.shape != targets.shape:
+        raise ValueError(f"mask must have the shape of targets, {tuple(targets.shape)}, got "
+                         f"{tuple(mask.shape)}: one True/False per target token (sft_batches "
+                         "gives x, y and mask of one shape)")
     if not mask.any():
         raise ValueError("the loss mask selects no token: every example needs an answer")
     per_token = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
@@ -86,6 +92,7 @@ def sft_batches(examples: Sequence[tuple[list[int], list[bool]]], batch_size: in
     examples are the "val" split. With ``replay`` (pre-training token ids), ``replay_share`` of
     each training batch's rows are windows of it, trained on every token, so that fine-tuning
     does not wipe out what pre-training taught (a "replay" of old data)."""
+    check_count(batch_size, "batch_size")
     if not 0 <= replay_share < 1 or (replay_share > 0 and replay is None):
         raise ValueError("replay_share must be in [0, 1), and > 0 only with replay ids")
     n_replay = int(batch_size * replay_share)

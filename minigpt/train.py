@@ -57,6 +57,7 @@ import math
 import os
 import pickle
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -77,9 +78,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckpointMismatchError", "History", "NonFiniteLossError", "TrainConfig", "Trainer",
-    "autocast_dtype", "cached_model", "check_state_dict", "get_rng_state", "heldout_loss",
-    "load_checkpoint", "load_or_build", "lr_at", "model_loss", "param_groups", "plot_history",
-    "recipe_key", "save_model_file", "set_rng_state",
+    "UnreadableCheckpointError", "autocast_dtype", "cached_model", "check_state_dict",
+    "get_rng_state", "heldout_loss", "load_checkpoint", "load_or_build", "lr_at", "model_loss",
+    "param_groups", "plot_history", "recipe_key", "save_model_file", "set_rng_state",
+    "tensors_sha256",
 ]
 
 Batch = tuple[Tensor, ...]
@@ -88,6 +90,9 @@ LossFn = Callable[[nn.Module, Batch], Tensor]
 
 CHECKPOINT_FORMAT = "minigpt.train/1"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The key under which checkpoints and model-cache files store tensors_sha256 of their tensors.
+# Files written before it existed have none, and load without the check.
+CHECKSUM_KEY = "tensors_sha256"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -96,6 +101,11 @@ class NonFiniteLossError(RuntimeError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model it is being loaded into."""
+
+
+class UnreadableCheckpointError(ValueError):
+    """A file that cannot be used as a checkpoint: empty, not a torch file, truncated, holding
+    pickled Python objects, or changed since it was saved (its checksum does not match)."""
 
 
 @dataclass
@@ -131,6 +141,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be between 0 and 1"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.grad_clip is None or self.grad_clip >= 0, "grad_clip must be >= 0 or None"),
             (self.grad_accum >= 1, "grad_accum must be >= 1"),
             (self.eval_interval >= 0, "eval_interval must be >= 0"),
@@ -141,6 +152,16 @@ class TrainConfig:
         broken = [message for ok, message in rules if not ok]
         if broken:
             raise ValueError("Invalid TrainConfig: " + "; ".join(broken) + f". Got {self}.")
+        if 0 < self.max_steps < self.warmup_steps:
+            # A warning, not an error: TrainConfig(max_steps=50) with the default warmup is a
+            # common quick run, and existing code builds such configs.
+            warnings.warn(
+                f"warmup_steps={self.warmup_steps} is more than max_steps={self.max_steps}: the "
+                "learning rate never reaches its peak lr. Use warmup_steps <= max_steps, e.g. "
+                "warmup_steps=min(100, max_steps // 10).",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 @dataclass
@@ -272,12 +293,110 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
         generator.set_state(state["generator"])
 
 
+def tensors_sha256(obj: Any) -> str:
+    """The sha256 (hex) of every tensor in ``obj`` (nested dicts, lists and tuples): each
+    tensor's place (its keys, dicts walked in sorted key order), dtype, shape and bytes.
+
+    Checkpoints and model-cache files store it (under ``"tensors_sha256"``) and ``load`` checks
+    it: a file whose tensor data changed on disk, even at the same length, is caught. Plain
+    values (numbers, strings) are not covered."""
+    digest = hashlib.sha256()
+
+    def visit(value: Any, where: str) -> None:
+        if isinstance(value, Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{where}|{t.dtype}|{tuple(t.shape)}\n".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for key in sorted(value, key=repr):
+                visit(value[key], f"{where}/{key!r}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{where}/{i}")
+
+    visit(obj, "")
+    return digest.hexdigest()
+
+
+def _with_checksum(saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` plus the checksum of its tensors, to write to disk."""
+    body = {key: value for key, value in saved.items() if key != CHECKSUM_KEY}
+    return body | {CHECKSUM_KEY: tensors_sha256(body)}
+
+
+def _read_torch_file(file: str | os.PathLike, what: str = "minigpt checkpoint",
+                     name: str | None = None) -> Any:
+    """``torch.load(file, weights_only=True)`` on the CPU, turning every way a file can be
+    unusable (a folder, empty, not a torch file, pickled objects, truncated, corrupt, changed
+    since it was saved) into an UnreadableCheckpointError that says what to do. Messages call
+    the file ``name`` (default: its path)."""
+    path = Path(file)
+    shown = name if name is not None else str(file)
+    redo = ("A save or copy was probably cut short: delete it and train again, or copy it "
+            "again from where it came from.")
+    written_by = "Give a file written by Trainer.save or `python -m minigpt train`."
+    if path.is_dir():
+        raise UnreadableCheckpointError(f"{shown} is a folder, not a {what}. {written_by}")
+    with open(path, "rb") as stream:
+        head = stream.read(4)
+    if not head:
+        raise UnreadableCheckpointError(f"{shown} is empty (0 bytes), not a {what}. {redo}")
+    if head.startswith(b"\x80") and not head.startswith(b"\x80\x02"):
+        raise UnreadableCheckpointError(
+            f"{shown} is a plain pickle file, not a {what} (a zip archive written by torch.save). "
+            "minigpt never unpickles Python objects, which can run any code: it loads tensors "
+            f"and plain values only (weights_only=True). {written_by}")
+    if not head.startswith((b"PK\x03\x04", b"\x80\x02")):  # zip (torch >= 1.6), old pickle
+        raise UnreadableCheckpointError(
+            f"{shown} is not a torch file (it starts with {head!r}; a {what} is a zip archive "
+            f"written by torch.save). {written_by}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only=True refused something: torch says why on a "WeightsUnpickler error" line.
+        refused = next((line.split("WeightsUnpickler error:", 1)[1].strip()
+                        for line in str(e).splitlines() if "WeightsUnpickler error:" in line), None)
+        if refused is None:
+            raise UnreadableCheckpointError(
+                f"{shown} is corrupt ({_first_line(e)}): it cannot be read as a {what}. {redo}"
+            ) from None
+        if "GLOBAL " in refused:  # "Unsupported global: GLOBAL __main__.Foo was not allowed..."
+            refused = "such as " + refused.split("GLOBAL ", 1)[1].split()[0]
+        raise UnreadableCheckpointError(
+            f"{shown} holds pickled Python objects ({_first_line(refused)}), not only tensors and "
+            f"plain values, so it is not a {what} that minigpt wrote; minigpt never loads "
+            f"pickled code (weights_only=True), since unpickling can run any code. {written_by}"
+        ) from None
+    except (EOFError, OSError, RuntimeError, KeyError, ValueError, IndexError) as e:
+        raise UnreadableCheckpointError(
+            f"{shown} is truncated or corrupt ({type(e).__name__}: {_first_line(e)}): it cannot "
+            f"be read as a {what}. {redo}") from None
+    if isinstance(saved, dict) and CHECKSUM_KEY in saved:  # older files have none: not checked
+        body = {key: value for key, value in saved.items() if key != CHECKSUM_KEY}
+        if tensors_sha256(body) != saved[CHECKSUM_KEY]:
+            raise UnreadableCheckpointError(
+                f"{shown} has changed since it was saved: the checksum of its tensors does not "
+                "match the one stored in it (a disk or copy error), so its weights cannot be "
+                "trusted. Copy it again from where it came from, or delete it and train again.")
+    return saved
+
+
+def _first_line(error: BaseException | str, limit: int = 100) -> str:
+    """The first sentence of ``error``'s message, at most ``limit`` characters."""
+    text = str(error).strip()
+    text = text.splitlines()[0].split(". ")[0] if text else repr(error)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by ``Trainer.save`` (on the CPU, safely: weights_only=True).
 
-    Its keys: format, step, model, optimizer, scaler, config, history, rng, extra.
+    Its keys: format, step, model, optimizer, scaler, config, history, rng, extra, and
+    tensors_sha256 (checked here; older checkpoints have none). A file that is not a readable
+    checkpoint (empty, not a torch file, truncated, pickled objects, changed since it was
+    saved) raises UnreadableCheckpointError, a ValueError saying what to do.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = _read_torch_file(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is not a checkpoint written by minigpt.train.Trainer.save (no "
@@ -350,6 +469,7 @@ class Trainer:
         cfg = config if config is not None else TrainConfig()
         self.config = cfg
         self.device = torch.device(cfg.device) if cfg.device is not None else best_device()
+        _check_device_available(self.device)
         self.amp_dtype = autocast_dtype(self.device, cfg.dtype)
         self.generator = generator
         if distributed.is_distributed():
@@ -369,6 +489,9 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
         self.get_batch = get_batch
         self.loss_fn = loss_fn if loss_fn is not None else model_loss
+        # Under the (x, y) contract, batches hold token ids that must fit the model's vocabulary
+        # (checked per batch when the model says its size: see _check_batch).
+        self._vocab_size = _model_vocab_size(model) if loss_fn is None else None
         groups = param_groups(self.model, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
         # float16 cannot represent very small gradients: the scaler multiplies the loss before
@@ -429,7 +552,7 @@ class Trainer:
         total_loss = 0.0
         for micro in range(cfg.grad_accum):
             with self._sync_gradients(micro == cfg.grad_accum - 1):
-                batch = self._to_device(self.get_batch("train"))
+                batch = self._to_device(self._check_batch(self.get_batch("train"), "train"))
                 with self._autocast():
                     loss = self._checked_loss(batch, model)
                 # With several processes: the mean over all of them (the same on each, so that
@@ -477,7 +600,7 @@ class Trainer:
             for split in ("train", "val"):
                 total = 0.0
                 for _ in range(steps):
-                    batch = self._to_device(self.get_batch(split))
+                    batch = self._to_device(self._check_batch(self.get_batch(split), split))
                     with self._autocast():
                         total += self._checked_loss(batch).item()
                 means[split] = total / steps
@@ -494,7 +617,8 @@ class Trainer:
         ``extra`` stores your own plain values too (e.g. the model's settings; default:
         ``self.checkpoint_extra``). The file is
         written beside ``path`` and then renamed over it: an interrupted save leaves the old
-        checkpoint intact. It loads with ``torch.load(path, weights_only=True)``.
+        checkpoint intact. It loads with ``torch.load(path, weights_only=True)``, and holds a
+        checksum of its tensors (``tensors_sha256``) that ``load_checkpoint`` verifies.
         """
         path = Path(path)
         checkpoint = {
@@ -511,7 +635,7 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         try:
-            torch.save(checkpoint, tmp)
+            torch.save(_with_checksum(checkpoint), tmp)
             os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -579,6 +703,39 @@ class Trainer:
             return contextlib.nullcontext()
         return self.ddp.no_sync()
 
+    def _check_batch(self, batch: Batch, split: str) -> Batch:
+        """``batch``, after a cheap check that its inputs are not empty and, when the model says
+        its vocabulary size, that its ids fit it: clear errors instead of torch's."""
+        parts = batch if isinstance(batch, tuple | list) else ()
+        tensors = [t for t in parts if isinstance(t, Tensor)]
+        # Under (x, y) both hold tokens; a loss_fn's batch may hold anything after its inputs.
+        checked = tensors[:2] if self.loss_fn is model_loss else tensors[:1]
+        if any(t.dim() >= 1 and t.numel() == 0 for t in checked):
+            shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
+            raise ValueError(
+                f"get_batch({split!r}) returned an empty batch (shapes {shapes}): every batch "
+                "needs at least one row and one token. Check the batch size and block size that "
+                f"get_batch uses, and that the {split!r} split is longer than the block size."
+            )
+        vocab = self._vocab_size
+        ids = [t for t in checked if not (t.is_floating_point() or t.is_complex()
+                                          or t.dtype == torch.bool)]
+        if vocab is None or len(ids) != 2:
+            return batch
+        x, y = ids
+        # One small reduction and one sync, on the batch's device (usually still the CPU).
+        low, high, high_y = torch.stack([x.min().long(), x.max().long(), y.max().long()]).tolist()
+        for what, bad, values in (("input", low < 0 or high >= vocab, f"{low} .. {high}"),
+                                  ("target", high_y >= vocab, f"up to {high_y}")):
+            if bad:
+                raise ValueError(
+                    f"get_batch({split!r}) returned {what} token ids {values}, but the model's "
+                    f"vocabulary holds ids 0 .. {vocab - 1} (vocab_size={vocab}). Build the model "
+                    "with the vocab_size of the tokenizer that encoded the data, or encode the "
+                    "data with the model's tokenizer."
+                )
+        return batch
+
     def _to_device(self, batch: Batch) -> Batch:
         return tuple(t.to(self.device) if isinstance(t, Tensor) else t for t in batch)
 
@@ -628,6 +785,33 @@ class Trainer:
         return shown
 
 
+def _model_vocab_size(model: nn.Module) -> int | None:
+    """The vocabulary size that ``model`` says it has (``model.vocab_size``, or that of its
+    ``cfg``/``config``, as GPT, RNNLM and Transformer have), or None."""
+    for owner in (model, getattr(model, "cfg", None), getattr(model, "config", None)):
+        size = getattr(owner, "vocab_size", None)
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    return None
+
+
+def _check_device_available(device: torch.device) -> None:
+    """A clear error for a device this machine does not have (torch's is an AssertionError)."""
+    leave_out = ("Use device='cpu', or leave device out (None) to use the best device there is "
+                 "(minigpt.device()).")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r}, but CUDA is not available on this machine "
+                             f"(no NVIDIA GPU, or a torch built without CUDA). {leave_out}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r}, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s), numbered from 0. "
+                             f"{leave_out}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device='mps', but Apple's MPS is not available on this machine. "
+                         f"{leave_out}")
+
+
 @torch.no_grad()
 def heldout_loss(
     model: nn.Module, ids: np.ndarray, block_size: int, batch_size: int = 32
@@ -666,13 +850,14 @@ def recipe_key(recipe: dict[str, Any]) -> str:
 
 def save_model_file(path: Path, model: nn.Module, fmt: str = MODEL_CACHE_FORMAT,
                     **meta: Any) -> Path:
-    """Write ``{"format": fmt, **meta, "model": state_dict}`` to ``path`` atomically (a
-    half-written file never has the final name). Tensors and plain values only, so it loads
-    with ``weights_only=True``. Returns ``path``."""
+    """Write ``{"format": fmt, **meta, "model": state_dict, "tensors_sha256": ...}`` to
+    ``path`` atomically (a half-written file never has the final name). Tensors and plain
+    values only, so it loads with ``weights_only=True``; ``load_or_build`` checks the checksum.
+    Returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": fmt, **meta, "model": model.state_dict()}, tmp)
+    torch.save(_with_checksum({"format": fmt, **meta, "model": model.state_dict()}), tmp)
     os.replace(tmp, path)
     return path
 
@@ -680,8 +865,9 @@ def save_model_file(path: Path, model: nn.Module, fmt: str = MODEL_CACHE_FORMAT,
 def load_or_build(path: Path, build: Callable[[], nn.Module], empty: Callable[[], nn.Module],
                   label: str, fmt: str = MODEL_CACHE_FORMAT, **meta: Any) -> nn.Module:
     """The model saved at ``path`` (loaded into ``empty()``, a model of the right shape), or
-    ``build()`` saved there. A file that is corrupt, of another ``fmt`` or of another shape is
-    rebuilt, with a message naming ``label`` and saying why. Returns the model in eval mode.
+    ``build()`` saved there. A file that is corrupt (empty, truncated, changed since it was
+    saved: see ``tensors_sha256``), of another ``fmt`` or of another shape is rebuilt, with a
+    message naming ``label`` and saying why. Returns the model in eval mode.
     The cache helpers of every chapter (``cached_model``, ``assistant.base_model``, ...) use it."""
     path = Path(path)
     # empty() comes first even on a miss: builders draw from the global random stream after it
@@ -689,14 +875,15 @@ def load_or_build(path: Path, build: Callable[[], nn.Module], empty: Callable[[]
     model = empty()
     if path.exists():
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = _read_torch_file(path, what=f"{fmt} file", name=path.name)
             if not isinstance(saved, dict) or saved.get("format") != fmt:
                 raise ValueError(f"{path.name} is not a {fmt} file")
             check_state_dict(model, saved["model"], source=path.name)
             model.load_state_dict(saved["model"])
             return model.eval()
-        except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as e:
-            print(f"Ignoring the cached {label} model ({type(e).__name__}: {str(e)[:120]}); "
+        except (ValueError, RuntimeError, KeyError, OSError) as e:
+            # (UnreadableCheckpointError, a ValueError, covers the files torch cannot read.)
+            print(f"Ignoring the cached {label} model ({type(e).__name__}: {e}); "
                   "training it again.")
     model = build()
     save_model_file(path, model, fmt, **meta)

@@ -104,6 +104,14 @@ def test_unknown_corpus_lists_the_names():
         data.load_corpus("nope")
 
 
+def test_corpus_name_that_is_not_a_string_lists_the_names():
+    for bad in [None, 3, ["wiki"]]:
+        with pytest.raises(ValueError, match=r"named by a string, got .*Choose one of: wiki, news"):
+            data.load_corpus(bad)
+    with pytest.raises(KeyError, match=r"got None \(NoneType\)\. Choose one of: wordsim353"):
+        data.load_benchmark(None)
+
+
 def test_list_corpora():
     rows = {row.name: row for row in data.list_corpora()}
     assert rows["wiki"].offline and rows["news"].offline and not rows["shakespeare"].offline
@@ -299,6 +307,21 @@ def test_too_short_split_says_what_fits():
     get_batch = data.make_get_batch({"train": np.arange(500)}, 4, 64)
     with pytest.raises(KeyError, match="Choose one of: train"):
         get_batch("validation")
+
+
+def test_batch_and_block_sizes_must_be_positive_integers():
+    splits = {"train": np.arange(500)}
+    for batch_size, block_size, message in [(0, 8, "batch_size must be positive, got 0"),
+                                            (-2, 8, "batch_size must be positive, got -2"),
+                                            (4, 0, "block_size must be positive, got 0")]:
+        with pytest.raises(ValueError, match=message):  # used to give empty tensors
+            data.make_get_batch(splits, batch_size, block_size)
+    with pytest.raises(TypeError, match="block_size must be an integer, got 8.0"):
+        data.make_get_batch(splits, 4, 8.0)
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        data.get_batch(np.arange(500), 0, 8)
+    with pytest.raises(ValueError, match="block_size must be positive"):
+        next(data.iter_eval_windows(np.arange(500), 0, 4))
 
 
 @settings(max_examples=100, deadline=None)

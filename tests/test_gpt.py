@@ -3,7 +3,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt.gpt import GPT, PRESETS, GPTConfig, KVCache, sample_next
+from minigpt.gpt import GPT, PRESETS, GPTConfig, KVCache, filter_logits, sample, sample_next
+from minigpt.rnn import RNNLM
+from minigpt.tokenizers import CharTokenizer
 
 CFG = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32)
 
@@ -132,6 +134,18 @@ def test_top_p_keeps_the_smallest_likeliest_set_reaching_p(probs, top_p):
     assert seen[max(kept, key=lambda i: p[i].item())]  # the likeliest token is always kept
 
 
+def test_top_p_drops_a_token_once_the_likelier_ones_reach_p_exactly():
+    """The nucleus is the smallest set reaching top_p: a token is kept only while the tokens
+    before it add up to *less* than top_p. Powers of 2 make the sums exact in float32, so the
+    boundary is hit exactly (the hypothesis test above almost never hits it)."""
+    probs = torch.tensor([[0.125, 0.5, 0.0625, 0.25, 0.0625]])  # sorted: tokens 1, 3, 0, ...
+    logits = probs.log()
+    assert torch.equal(torch.softmax(logits, dim=-1), probs)  # no rounding on the way
+    for top_p, kept in [(0.5, [1]), (0.6, [1, 3]), (0.75, [1, 3]), (0.875, [0, 1, 3])]:
+        survivors = torch.isfinite(filter_logits(logits, top_p=top_p))[0]
+        assert torch.nonzero(survivors)[:, 0].tolist() == kept, top_p
+
+
 def test_top_p_one_changes_nothing_and_tiny_top_p_is_greedy():
     logits = torch.tensor([[1.0, 0.5, 0.0, -0.5]])
     assert torch.equal(draws(logits, top_p=1.0), draws(logits))
@@ -154,6 +168,39 @@ def test_bad_sampling_settings_are_clear_errors():
                            ({"top_p": 1.5}, "top_p must be in")]:
         with pytest.raises(ValueError, match=message):
             sample_next(logits, **knobs)
+
+
+def test_non_integer_top_k_is_a_clear_error():
+    for top_k in [2.5, 2.0]:
+        with pytest.raises(TypeError, match=r"top_k must be an integer >= 1 \(or None"):
+            sample_next(torch.zeros(1, 5), top_k=top_k)
+
+
+def test_generate_rejects_bad_lengths_and_prompts_with_clear_errors():
+    model = GPT(CFG)
+    prompt = torch.zeros(1, 3, dtype=torch.long)
+    for call, error, message in [
+        (lambda: model.generate(prompt, -1), ValueError, "max_new_tokens must be >= 0"),
+        (lambda: model.generate(prompt, 2.5), TypeError, "max_new_tokens must be an integer"),
+        (lambda: model.generate(prompt.float(), 2), TypeError,
+         r"token ids must be integers \(torch.long\), got dtype torch.float32: pass idx.long"),
+        (lambda: model.generate(prompt + 50, 2), ValueError,
+         r"token ids must be in 0 \.\. 49 \(vocab_size 50\), got 50 \.\. 50.*tokenizer"),
+        (lambda: model.generate(prompt - 1, 2), ValueError, r"got -1 \.\. -1"),
+        (lambda: model.generate([[1, 2]], 2), TypeError, r"shape \(B, T\), got a list"),
+        (lambda: model.generate(prompt[0], 2), ValueError, r"got shape \(3,\).*idx\[None\]"),
+        (lambda: model.generate(prompt, 2, top_k=2.5), TypeError, "top_k must be an integer"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    assert torch.equal(model.generate(prompt, 0), prompt)  # zero new tokens is fine
+
+
+def test_sample_rejects_a_negative_length_for_any_model():
+    tok = CharTokenizer.fit("abcdefghij")
+    for model in [GPT(CFG), RNNLM(tok.vocab_size, "gru", n_embd=4, n_hidden=4)]:
+        with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+            sample(model, tok, "abc", max_new_tokens=-1)  # used to return the prompt
 
 
 # ---- KV cache ---------------------------------------------------------------------------------

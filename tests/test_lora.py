@@ -200,3 +200,19 @@ def test_bad_inputs_are_clear_errors():
         lora.apply_lora(model)
     with pytest.raises(TypeError, match="nn.Linear"):
         lora.LoRALinear(nn.Embedding(3, 3))
+
+
+def test_rank_above_the_layer_size_and_bad_alphas_are_clear_errors():
+    with pytest.raises(ValueError, match=r"rank=4 is more than the layer can use.*= 3 \(3 -> 5\)"):
+        lora.LoRALinear(nn.Linear(3, 5), rank=4)
+    assert lora.LoRALinear(nn.Linear(3, 5), rank=3).rank == 3  # min(in, out) itself is fine
+    for alpha in [float("nan"), 0.0, -8.0, float("inf"), "8"]:
+        with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
+            lora.LoRALinear(nn.Linear(8, 8), rank=4, alpha=alpha)
+    # apply_lora checks every layer before wrapping any: no half-adapted model is left behind
+    model = tiny_gpt()  # n_embd 16: attn.qkv is 16 -> 48, so rank 17 cannot fit
+    with pytest.raises(ValueError, match=r"rank=17 is more than blocks\.0\.attn\.qkv.*rank <= 16"):
+        lora.apply_lora(model, rank=17)
+    with pytest.raises(ValueError, match="alpha must be"):
+        lora.apply_lora(model, rank=4, alpha=float("nan"))
+    assert lora.lora_layers(model) == {} and all(p.requires_grad for p in model.parameters())
