@@ -121,20 +121,24 @@ def test_the_same_questions_for_every_model_and_mode_restored():
 
 @pytest.mark.parametrize("make", [
     lambda p: RNNLM(p.vocab_size, "lstm", n_embd=8, n_hidden=16),
-    lambda p: NPLM(p.vocab_size, context=4, n_embd=4, n_hidden=16),
+    lambda p: NPLM(p.vocab_size, context=4, n_embd=4, n_hidden=32),
     lambda p: GPT(GPTConfig(vocab_size=p.vocab_size, block_size=p.seq_len, n_layer=1, n_head=2, n_embd=16)),
 ], ids=["lstm", "nplm", "gpt"])
-def test_model_agnostic_training_with_the_trainer(make):
+@pytest.mark.learned
+def test_model_agnostic_training_with_the_trainer(make, learn_seed, figure):
     probe = probes.RecallProbe(4, 2)  # short: every model here can learn it in a few steps
-    torch.manual_seed(0)
+    torch.manual_seed(learn_seed)
     model = make(probe)
-    trainer = Trainer(model, probe.batches(32, torch.Generator().manual_seed(0)),
+    trainer = Trainer(model, probe.batches(32, torch.Generator().manual_seed(learn_seed)),
                       TrainConfig(max_steps=150, lr=1e-2, warmup_steps=10, eval_interval=0,
-                                  progress=False, device="cpu"),
+                                  progress=False, device="cpu", seed=learn_seed),
                       loss_fn=probes.answer_loss)
     trainer.fit()
-    acc = probes.accuracy_by_distance(model, probe, n_per_distance=100)
-    assert min(acc.values()) > 0.9, acc
+    acc = probes.accuracy_by_distance(model, probe, n_per_distance=100, seed=learn_seed + 1)
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): every run 1.0 for all three
+    # models
+    # (the NPLM with 16 hidden units, as before, fell to 0.83 with seed 2)
+    assert figure("worst_distance_accuracy", min(acc.values())) > 0.9, acc
 
 
 def test_a_model_with_the_wrong_output_shape_gets_a_clear_error():

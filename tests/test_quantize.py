@@ -154,9 +154,11 @@ def test_distillation_loss_bad_input(student, teacher, temperature, match):
         compress.distillation_loss(student, teacher, temperature)
 
 
-def test_distill_loss_fn_mixes_and_trains_a_student():
-    teacher = make_gpt(0)
-    student = make_gpt(1, GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
+@pytest.mark.learned
+def test_distill_loss_fn_mixes_and_trains_a_student(learn_seed, figure):
+    teacher = make_gpt(learn_seed)
+    student = make_gpt(learn_seed + 1,
+                       GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
     x, y = tokens(4, 16, 2), tokens(4, 16, 3)
     for alpha in (0.0, 1.0, 0.3):
         got = compress.distill_loss_fn(teacher, 2.0, alpha)(student, (x, y))
@@ -167,13 +169,16 @@ def test_distill_loss_fn_mixes_and_trains_a_student():
         compress.distill_loss_fn(teacher, alpha=1.5)
 
     def get_batch(split):
-        return tokens(8, 16, 7), tokens(8, 16, 7)  # any fixed batch: the student copies the teacher
+        return tokens(8, 16, 7 + learn_seed), tokens(8, 16, 7 + learn_seed)  # any fixed batch
 
     loss_fn = compress.distill_loss_fn(teacher, 1.0, alpha=1.0)
     before = loss_fn(student, get_batch("train")).item()
     Trainer(student, get_batch, TrainConfig(max_steps=40, lr=1e-2, warmup_steps=0, eval_interval=0,
-                                            progress=False, device="cpu"), loss_fn=loss_fn).fit()
-    assert loss_fn(student, get_batch("train")).item() < 0.5 * before
+                                            progress=False, device="cpu", seed=learn_seed),
+            loss_fn=loss_fn).fit()
+    after = loss_fn(student, get_batch("train")).item()
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): 0.087-0.108
+    assert figure("loss_after_over_before", after / before) < 0.5  # the student copies the teacher
 
 
 # ---- pruning ----------------------------------------------------------------------------------

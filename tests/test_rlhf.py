@@ -143,6 +143,17 @@ def test_gae_ends_the_episode_at_the_mask():
     assert torch.allclose(ret, torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
 
 
+def test_gae_rejects_empty_responses_other_shapes_and_masks_that_are_not_a_prefix():
+    ones = torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"R >= 1 response tokens, got shape \(2, 0\)"):
+        rlhf.gae(torch.zeros(2, 0), torch.zeros(2, 0), ones[:, :0])  # used to be an IndexError
+    with pytest.raises(ValueError, match=r"one shape, got rewards \(2, 3\), values \(2, 2\)"):
+        rlhf.gae(torch.zeros(2, 3), torch.zeros(2, 2), ones)
+    holes = torch.tensor([[1, 1, 0], [1, 0, 1]], dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"prefix of each row.*row 1 is \[1, 0, 1\]"):
+        rlhf.gae(torch.zeros(2, 3), torch.zeros(2, 3), holes)
+
+
 def test_whiten_uses_only_masked_positions():
     x = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 5.0, -50.0, 7.0]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 1]], dtype=torch.bool)
@@ -189,6 +200,17 @@ def test_clipped_objective_removes_the_gain_past_the_clip():
     grad = logp.grad[0]
     assert grad[0] == 0 and grad[1] == 0  # clipped tokens get no push further
     assert grad[2] != 0 and grad[3] != 0
+
+
+def test_ppo_policy_loss_rejects_a_clip_not_above_zero_and_per_response_advantages():
+    logp, mask = torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool)
+    for clip in [-0.2, 0.0]:
+        with pytest.raises(ValueError, match=f"clip must be > 0 .*got {clip}"):
+            rlhf.ppo_policy_loss(logp, logp, torch.ones(2, 3), mask, clip=clip)
+    # (R,)- or (B,)-shaped advantages used to broadcast silently against (B, R) log-probs
+    for advantages in [torch.ones(3), torch.ones(2)]:
+        with pytest.raises(ValueError, match=r"advantages \(\d,\).*one advantage per token"):
+            rlhf.ppo_policy_loss(logp, logp, advantages, mask)
 
 
 def test_value_loss_by_hand():
@@ -242,6 +264,18 @@ def test_conservative_dpo_expects_the_loss_over_flipped_labels():
         rlhf.dpo_loss(*args, label_smoothing=0.5)
 
 
+def test_dpo_loss_rejects_an_empty_batch_other_shapes_and_beta_not_above_zero():
+    t = torch.tensor
+    one = (t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]))
+    with pytest.raises(ValueError, match="batch is empty"):  # used to be a NaN loss
+        rlhf.dpo_loss(*(torch.zeros(0),) * 4)
+    for beta in [0.0, -0.1, float("nan")]:
+        with pytest.raises(ValueError, match=f"beta must be > 0 .*got {beta}"):
+            rlhf.dpo_loss(*one, beta=beta)
+    with pytest.raises(ValueError, match=r"one shape, got policy_chosen_logp \(2,\)"):
+        rlhf.dpo_loss(t([-1.0, -1.0]), *one[1:])
+
+
 def test_dpo_gradient_raises_chosen_and_lowers_rejected():
     chosen = torch.tensor([-2.0, -1.0], requires_grad=True)
     rejected = torch.tensor([-2.0, -3.0], requires_grad=True)
@@ -281,10 +315,11 @@ def make_pairs(n: int, seed: int):
     return pairs
 
 
-def test_dpo_raises_the_margin_of_held_out_pairs():
-    policy = tiny_gpt()
+@pytest.mark.learned
+def test_dpo_raises_the_margin_of_held_out_pairs(learn_seed, figure):
+    policy = tiny_gpt(learn_seed)
     ref = copy.deepcopy(policy)
-    held_out = make_pairs(64, seed=1)
+    held_out = make_pairs(64, seed=2 * learn_seed + 1)
 
     def margins():
         pc, pr = rlhf.pair_logprobs(policy, held_out, pad_id=0)
@@ -293,26 +328,29 @@ def test_dpo_raises_the_margin_of_held_out_pairs():
 
     assert margins().abs().max() < 1e-5  # policy == ref
     config = TrainConfig(max_steps=40, lr=3e-3, warmup_steps=0, eval_interval=0, progress=False,
-                         device="cpu", seed=0)
-    history = rlhf.train_dpo(policy, ref, make_pairs(64, seed=0), beta=0.1, config=config,
-                             pad_id=0, batch_size=16)
+                         device="cpu", seed=learn_seed)
+    history = rlhf.train_dpo(policy, ref, make_pairs(64, seed=2 * learn_seed), beta=0.1,
+                             config=config, pad_id=0, batch_size=16)
     assert history.loss[0] == pytest.approx(math.log(2), abs=1e-4)
-    assert sum(history.loss[-5:]) / 5 < 0.6
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): loss 0.42-0.46; held-out
+    # margin 4.5-5.7, positive for 0.91-0.98 of the pairs
+    assert figure("loss_last_5", sum(history.loss[-5:]) / 5) < 0.6
     after = margins()
-    assert after.mean() > 2.0 and (after > 0).float().mean() > 0.8
+    assert figure("held_out_mean_margin", after.mean()) > 2.0
+    assert figure("held_out_share_positive", (after > 0).float().mean()) > 0.8
     assert all(not p.requires_grad for p in ref.parameters())
 
 
 # ---- PPO end to end -----------------------------------------------------------------------
 
 
-def ppo_trainer(kl_coef: float = 0.02, **overrides) -> rlhf.PPOTrainer:
-    policy = rlhf.PolicyWithValue(tiny_gpt())
+def ppo_trainer(kl_coef: float = 0.02, seed: int = 0, **overrides) -> rlhf.PPOTrainer:
+    policy = rlhf.PolicyWithValue(tiny_gpt(seed))
     ref = copy.deepcopy(policy.policy)
     settings = {"batch_size": 32, "max_new_tokens": 8, "ppo_epochs": 4, "minibatch_size": 16,
-                "lr": 1e-3, "init_kl_coef": kl_coef, "adaptive_kl": False, "seed": 0}
+                "lr": 1e-3, "init_kl_coef": kl_coef, "adaptive_kl": False, "seed": seed}
     config = rlhf.PPOConfig(**(settings | overrides))
-    sampler = prompt_sampler(config.batch_size)
+    sampler = prompt_sampler(config.batch_size, seed=seed + 1)
     return rlhf.PPOTrainer(policy, ref, share_of_good, sampler, END, config)
 
 
@@ -376,35 +414,46 @@ def test_non_finite_scores_and_losses_stop_with_advice():
         ppo.step()
 
 
-def test_ppo_teaches_the_tiny_gpt_to_say_three():
-    ppo = ppo_trainer(kl_coef=0.02)
+@pytest.mark.learned
+def test_ppo_teaches_the_tiny_gpt_to_say_three(learn_seed, figure):
+    ppo = ppo_trainer(kl_coef=0.02, seed=learn_seed)
     history = ppo.train(20, progress=False)
     assert len(history) == 20
-    first = sum(h["score"] for h in history[:2]) / 2
-    last = sum(h["score"] for h in history[-3:]) / 3
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): score 0.13-0.15 at first,
+    # 0.86-0.97 at the end; KL 11-14
+    first = figure("score_first_2", sum(h["score"] for h in history[:2]) / 2)
+    last = figure("score_last_3", sum(h["score"] for h in history[-3:]) / 3)
     assert first < 0.25 and last > 0.5, (first, last)
-    assert all(math.isfinite(h["kl"]) for h in history) and history[-1]["kl"] > 1.0
+    assert all(math.isfinite(h["kl"]) for h in history)
+    assert figure("kl_last", history[-1]["kl"]) > 1.0
     assert set(history[0]) >= {"score", "kl", "kl_coef", "entropy", "clip_fraction", "value_loss",
                                "policy_loss", "approx_kl", "response_length"}
     assert history[-1]["entropy"] < history[0]["entropy"]
     ref_params = dict(ppo.ref.named_parameters())
     assert all(not p.requires_grad for p in ref_params.values())
-    start = tiny_gpt()
+    start = tiny_gpt(learn_seed)
     assert all(torch.equal(ref_params[n], p) for n, p in start.named_parameters())
 
 
-def test_a_tight_kl_leash_keeps_the_policy_near_the_reference():
-    loose = ppo_trainer(kl_coef=0.02).train(12, progress=False)
-    tight = ppo_trainer(kl_coef=1.0).train(12, progress=False)
-    assert tight[-1]["kl"] < 0.5 * loose[-1]["kl"]
-    assert tight[-1]["score"] < loose[-1]["score"]
+@pytest.mark.learned
+def test_a_tight_kl_leash_keeps_the_policy_near_the_reference(learn_seed, figure):
+    loose = ppo_trainer(kl_coef=0.02, seed=learn_seed).train(12, progress=False)
+    tight = ppo_trainer(kl_coef=1.0, seed=learn_seed).train(12, progress=False)
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): KL ratio -0.001-0.018 (the
+    # tight KL is ~0, an estimate that can dip below it); score gap 0.66-0.75
+    assert figure("kl_tight_over_loose", tight[-1]["kl"] / loose[-1]["kl"]) < 0.5
+    assert figure("score_loose_minus_tight", loose[-1]["score"] - tight[-1]["score"]) > 0
 
 
-def test_adaptive_kl_in_the_trainer_moves_the_coefficient():
-    ppo = ppo_trainer(kl_coef=0.05, adaptive_kl=True, target_kl=0.01, kl_horizon=100)
+@pytest.mark.learned
+def test_adaptive_kl_in_the_trainer_moves_the_coefficient(learn_seed, figure):
+    ppo = ppo_trainer(kl_coef=0.05, seed=learn_seed, adaptive_kl=True, target_kl=0.01,
+                      kl_horizon=100)
     history = ppo.train(4, progress=False)
     assert history[0]["kl_coef"] == 0.05
-    assert history[-1]["kl_coef"] > 0.05  # the KL overshoots the tiny target: tighten
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): 0.05298 in every run (the
+    # KL error is clipped at +20% per step: the KL is far above the target whatever the seed)
+    assert figure("kl_coef_last", history[-1]["kl_coef"]) > 0.05  # KL overshoots: tighten
 
 
 def test_train_stops_when_the_callback_says_so():

@@ -131,6 +131,9 @@ def test_models_reject_bad_input_with_advice():
         model(torch.tensor([[V]]))
     with pytest.raises(ValueError, match=r"shape \(B, T\)"):
         model(torch.tensor([1, 2]))
+    for lm in (model, rnn.NPLM(V, context=2, n_embd=4, n_hidden=4)):
+        with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+            lm.generate(torch.tensor([[1]]), -1)
 
 
 @pytest.mark.parametrize("make", [lambda: rnn.RNNLM(V, "gru", n_embd=4, n_hidden=6),
@@ -211,16 +214,22 @@ def test_tbptt_carries_a_detached_state_so_backward_stops_at_the_window():
     assert not torch.isclose(loss2, model(x, y)[1])
 
 
-def test_tbptt_trains_with_the_trainer_and_rejects_short_data():
-    torch.manual_seed(0)
+@pytest.mark.learned
+def test_tbptt_trains_with_the_trainer_and_rejects_short_data(learn_seed, figure):
+    torch.manual_seed(learn_seed)
     text = np.tile(np.arange(V), 60).astype(np.uint16)  # 0 1 2 ... 10 0 1 2 ...: predictable
     tb = rnn.TBPTT({"train": text, "val": text}, 4, 12)
     model = rnn.RNNLM(V, "gru", n_embd=8, n_hidden=16)
-    trainer = Trainer(model, tb.get_batch, TrainConfig(max_steps=60, lr=1e-2, warmup_steps=5,
-                      eval_interval=30, eval_steps=2, progress=False, device="cpu"),
+    trainer = Trainer(model, tb.get_batch, TrainConfig(max_steps=100, lr=1e-2, warmup_steps=5,
+                      eval_interval=50, eval_steps=2, progress=False, device="cpu",
+                      seed=learn_seed),
                       loss_fn=tb.loss_fn)
     history = trainer.fit()
-    assert history.val_loss[-1] < 0.5 < history.val_loss[0]
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): val loss from 2.40-2.47
+    # down to 0.08-0.12
+    # (60 steps, as before, ended at 0.30-0.51 over seeds 0-7: one seed above the line)
+    last = figure("val_loss_last", history.val_loss[-1])
+    assert last < 0.5 < figure("val_loss_first", history.val_loss[0])
     with pytest.raises(ValueError, match="smaller batch_size or block_size"):
         rnn.TBPTT({"train": ids_array(50)}, 8, 10)
     with pytest.raises(ValueError, match="'train'"):

@@ -134,16 +134,19 @@ def test_attention_maps_shape_and_rows():
         attention_maps(model, TOK, "a" * 17)
 
 
-def test_transformer_solves_a_short_recall_probe():
+@pytest.mark.learned
+def test_transformer_solves_a_short_recall_probe(learn_seed, figure):
     probe = probes.RecallProbe(n_symbols=4, max_distance=6)
-    torch.manual_seed(0)
+    torch.manual_seed(learn_seed)
     model = Transformer(TransformerConfig(probe.vocab_size, probe.seq_len, n_layer=2, n_head=2,
                                           n_embd=32, positions="rotary"))
-    Trainer(model, probe.batches(64, torch.Generator().manual_seed(0)),
+    Trainer(model, probe.batches(64, torch.Generator().manual_seed(learn_seed)),
             TrainConfig(max_steps=300, lr=3e-3, warmup_steps=20, eval_interval=0, weight_decay=0.0,
-                        progress=False, device="cpu"), loss_fn=probes.answer_loss).fit()
-    accuracy = probes.accuracy_by_distance(model, probe, n_per_distance=64)
-    assert min(accuracy.values()) > 0.9, accuracy
+                        progress=False, device="cpu", seed=learn_seed),
+            loss_fn=probes.answer_loss).fit()
+    accuracy = probes.accuracy_by_distance(model, probe, n_per_distance=64, seed=learn_seed + 1)
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): every run 1.0
+    assert figure("worst_distance_accuracy", min(accuracy.values())) > 0.9, accuracy
 
 
 def test_string_task_splits_encodes_and_decodes():
@@ -164,19 +167,23 @@ def test_string_task_splits_encodes_and_decodes():
         StringTask(op="shuffle")
 
 
-def test_seq2seq_learns_to_reverse_held_out_strings():
+@pytest.mark.learned
+def test_seq2seq_learns_to_reverse_held_out_strings(learn_seed, figure):
     task = StringTask(alphabet="abcd", max_len=5)
-    torch.manual_seed(0)
-    model = Seq2Seq(TransformerConfig(task.vocab_size, task.block_size, n_layer=1, n_head=2, n_embd=32,
-                                      positions="rotary"), task.pad_id, task.bos_id, task.eos_id)
+    torch.manual_seed(learn_seed)
+    model = Seq2Seq(TransformerConfig(task.vocab_size, task.block_size, n_layer=1, n_head=2,
+                                      n_embd=64, positions="rotary"),
+                    task.pad_id, task.bos_id, task.eos_id)
     src, tgt = task.batches(8, torch.Generator().manual_seed(0))("train")
     logits, loss = model(src, tgt)
     assert logits.shape == (8, task.max_len + 1, task.vocab_size) and loss.ndim == 0
-    Trainer(model, task.batches(64, torch.Generator().manual_seed(0)),
-            TrainConfig(max_steps=300, lr=3e-3, warmup_steps=20, eval_interval=0, weight_decay=0.0,
-                        progress=False, device="cpu")).fit()
-    held_out = task.sample(100, "test", torch.Generator().manual_seed(1))
-    assert task.exact_match(model, held_out) > 0.9
+    Trainer(model, task.batches(64, torch.Generator().manual_seed(learn_seed)),
+            TrainConfig(max_steps=400, lr=3e-3, warmup_steps=20, eval_interval=0, weight_decay=0.0,
+                        progress=False, device="cpu", seed=learn_seed)).fit()
+    held_out = task.sample(100, "test", torch.Generator().manual_seed(learn_seed + 1))
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): 0.99-1.0. (Width 32 and 300
+    # steps, as before, gave 0.83-1.0 over seeds 0-7 and exactly 0.90 on an Intel Xeon: no margin.)
+    assert figure("held_out_exact_match", task.exact_match(model, held_out)) > 0.9
     memory, mask = model.encode(task.encode(["abc"]))
     _, cross = model.decode(torch.tensor([[task.bos_id]]), memory, mask, return_weights=True)
     assert cross.shape == (1, 1, 2, 1, task.max_len + 1)

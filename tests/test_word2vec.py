@@ -194,20 +194,25 @@ def test_batches_refuse_an_empty_or_tiny_corpus():
 
 
 @pytest.mark.parametrize("cbow", [False, True])
-def test_training_brings_words_with_shared_contexts_together(cbow):
+@pytest.mark.learned
+def test_training_brings_words_with_shared_contexts_together(cbow, learn_seed, figure):
     cfg = w2v.Word2VecConfig(dim=16, min_count=1, window=2, negative=3, sample=0, epochs=15,
-                             batch_size=128, lr=2e-2, cbow=cbow)
+                             batch_size=128, lr=2e-2, cbow=cbow, seed=learn_seed)
     batches = w2v.Word2VecBatches.from_sentences(TOY, cfg)
-    torch.manual_seed(0)
+    torch.manual_seed(learn_seed)
     model = w2v.Word2Vec(batches.vocab.vocab_size, cfg.dim)
     before = w2v.WordVectors.from_model(model, batches.vocab)
     config = TrainConfig(**w2v.train_config_kwargs(cfg, batches.steps()), progress=False)
     history = Trainer(model, batches, config, loss_fn=w2v.batch_loss).fit()
     after = w2v.WordVectors.from_model(model, batches.vocab)
     assert history.loss[-1] < history.loss[0]
-    assert after.similarity("cat", "kitten") > before.similarity("cat", "kitten") + 0.3
-    assert after.similarity("cat", "kitten") > after.similarity("cat", "dog") + 0.3
-    assert after.similarity("puppy", "dog") > after.similarity("puppy", "kitten") + 0.3
+    # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): the three gaps are
+    # 0.70-1.14, 0.64-0.91 and 0.64-0.90 (skip-gram and CBOW)
+    sim = after.similarity
+    gain = sim("cat", "kitten") - before.similarity("cat", "kitten")
+    assert figure("cat_kitten_gain", gain) > 0.3
+    assert figure("cat_kitten_over_dog", sim("cat", "kitten") - sim("cat", "dog")) > 0.3
+    assert figure("puppy_dog_over_kitten", sim("puppy", "dog") - sim("puppy", "kitten")) > 0.3
 
 
 def test_train_config_kwargs_build_a_valid_config():
