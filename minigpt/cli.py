@@ -33,8 +33,8 @@ import torch
 
 from minigpt import data, distributed, metrics
 from minigpt.gpt import GPT, PRESETS, GPTConfig, sample
+from minigpt.runtime import check_device, seed_everything
 from minigpt.runtime import device as best_device
-from minigpt.runtime import seed_everything
 from minigpt.tokenizers import CharTokenizer, tokenizer_from_dict, tokenizer_to_dict, train_bpe
 from minigpt.train import TrainConfig, Trainer, heldout_loss, load_checkpoint
 
@@ -61,33 +61,14 @@ def run_settings(checkpoint: dict, path: str | Path) -> tuple[GPTConfig, object,
     return GPTConfig(**extra["model_config"]), tokenizer, extra
 
 
+LEAVE_DEVICE_OUT = "use --device cpu, or leave --device out to use the best device there is"
+
+
 def tokenizer_spec(tokenizer) -> str:
     """The ``--tokenizer`` value that makes a tokenizer like ``tokenizer``: ``char`` or
     ``bpe:N`` (N its vocabulary size)."""
     kind = tokenizer_to_dict(tokenizer)["kind"]
     return "char" if kind == "char" else f"{kind}:{tokenizer.vocab_size}"
-
-
-def check_device(spec: str | None) -> None:
-    """A clear error, naming ``--device``, for a device that this machine does not have."""
-    if spec is None:
-        return
-    leave_out = "use --device cpu, or leave --device out to use the best device there is"
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise ValueError(f"--device {spec}: not a device; use cpu, cuda, cuda:N or mps, or "
-                         "leave --device out to use the best device there is") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {spec}: CUDA is not available on this machine (no NVIDIA "
-                             f"GPU, or a torch built without CUDA); {leave_out}")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA "
-                             f"device(s), numbered from 0; {leave_out}")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {spec}: Apple's MPS is not available on this machine; "
-                         f"{leave_out}")
 
 
 def check_train_args(args: argparse.Namespace) -> None:
@@ -106,7 +87,8 @@ def check_train_args(args: argparse.Namespace) -> None:
     for option, value, ok, rule in rules:
         if not ok:
             raise ValueError(f"{option} must be {rule}, got {value}")
-    check_device(args.device)
+    if args.device is not None:
+        check_device(args.device, f"--device {args.device}", LEAVE_DEVICE_OUT)
     check_out(Path(args.out))
 
 
@@ -236,7 +218,8 @@ def _sample(args: argparse.Namespace) -> str:
     if args.max_new_tokens < 0:
         raise ValueError(f"--max-new-tokens must be >= 0 (the tokens to add to the prompt), got "
                          f"{args.max_new_tokens}")
-    check_device(args.device)
+    if args.device is not None:
+        check_device(args.device, f"--device {args.device}", LEAVE_DEVICE_OUT)
     model, tokenizer = load_model(args.checkpoint, args.device)
     text = sample(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
                   args.top_k, args.seed, args.top_p)

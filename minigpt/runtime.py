@@ -52,6 +52,29 @@ def by_profile(*, ci: T, cpu: T, gpu: T) -> T:
     return {"ci": ci, "cpu": cpu, "gpu": gpu}[profile()]
 
 
+def check_device(spec: str | torch.device, setting: str | None = None,
+                 instead: str = "use 'cpu', or leave the device unset to use the best one there is"
+                 ) -> torch.device:
+    """``spec`` as a ``torch.device``, or a ValueError for a device this machine lacks (torch's
+    own error would be an AssertionError deep inside ``.to``). The message starts with
+    ``setting`` (how the caller spells it, e.g. ``--device cuda``) and ends with ``instead``."""
+    setting = setting or f"device {spec!s}"
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"{setting}: not a device; use cpu, cuda, cuda:N or mps") from None
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        problem = "CUDA is not available on this machine (no NVIDIA GPU, or a torch without CUDA)"
+    elif dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        problem = f"this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+    elif dev.type == "mps" and not (mps is not None and mps.is_available()):
+        problem = "Apple's MPS is not available on this machine"
+    else:
+        return dev
+    raise ValueError(f"{setting}: {problem}; {instead}")
+
+
 def device() -> torch.device:
     """The best device here: CUDA, then Apple's MPS, then the CPU."""
     if torch.cuda.is_available():

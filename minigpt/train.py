@@ -70,7 +70,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from minigpt import distributed
-from minigpt.runtime import cache_dir, seed_everything
+from minigpt.runtime import cache_dir, check_device, seed_everything
 from minigpt.runtime import device as best_device
 
 if TYPE_CHECKING:
@@ -468,8 +468,9 @@ class Trainer:
     ) -> None:
         cfg = config if config is not None else TrainConfig()
         self.config = cfg
-        self.device = torch.device(cfg.device) if cfg.device is not None else best_device()
-        _check_device_available(self.device)
+        self.device = best_device() if cfg.device is None else check_device(
+            cfg.device, f"device={str(cfg.device)!r}",
+            "use device='cpu', or leave device out (None) to use the best one there is")
         self.amp_dtype = autocast_dtype(self.device, cfg.dtype)
         self.generator = generator
         if distributed.is_distributed():
@@ -793,23 +794,6 @@ def _model_vocab_size(model: nn.Module) -> int | None:
         if isinstance(size, int) and not isinstance(size, bool):
             return size
     return None
-
-
-def _check_device_available(device: torch.device) -> None:
-    """A clear error for a device this machine does not have (torch's is an AssertionError)."""
-    leave_out = ("Use device='cpu', or leave device out (None) to use the best device there is "
-                 "(minigpt.device()).")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={str(device)!r}, but CUDA is not available on this machine "
-                             f"(no NVIDIA GPU, or a torch built without CUDA). {leave_out}")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device={str(device)!r}, but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s), numbered from 0. "
-                             f"{leave_out}")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device='mps', but Apple's MPS is not available on this machine. "
-                         f"{leave_out}")
 
 
 @torch.no_grad()
