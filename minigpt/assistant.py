@@ -21,7 +21,6 @@ sample of the world's data, so a change to any of them trains a new model.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import random
 import string
@@ -37,6 +36,7 @@ from torch import nn
 
 from minigpt import data, incontext, reward, sft, tasks
 from minigpt.gpt import GPT, GPTConfig
+from minigpt.io import recipe_key, write_text_atomic
 from minigpt.runtime import by_profile, cache_dir
 from minigpt.sft import render
 from minigpt.tokenizers import CharTokenizer, ChatTokenizer
@@ -124,7 +124,7 @@ class AssistantWorld:
         if stage in fields:
             recipe = {k: recipe[k] for k in fields[stage]}
         recipe["stage"] = stage
-        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+        return recipe_key(recipe)
 
 
 def pretraining_text(world: AssistantWorld) -> str:
@@ -368,11 +368,9 @@ def preferences(world: AssistantWorld, progress: bool = True
             print(f"Ignoring the cached preferences ({type(e).__name__}: {str(e)[:120]}); "
                   "sampling them again.")
     train, val = preference_data(world, sft_model(world, progress))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "train": [asdict(p) for p in train],
-                               "val": [asdict(p) for p in val]}))
-    tmp.replace(path)  # atomic, as for the models
+    saved = {"format": CACHE_FORMAT, "train": [asdict(p) for p in train],
+             "val": [asdict(p) for p in val]}
+    write_text_atomic(path, json.dumps(saved))  # atomic, as for the models
     return train, val
 
 

@@ -33,7 +33,6 @@ schedules, sparse kernels, and distilling hidden states or attention maps.
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import asdict
 
 import numpy as np
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 
 from minigpt.data import make_get_batch
 from minigpt.gpt import GPT, GPTConfig
+from minigpt.io import sha256_bytes
 from minigpt.train import LossFn, TrainConfig, Trainer, cached_model
 
 __all__ = ["distill_loss_fn", "distillation_loss", "keep_pruned", "magnitude_prune",
@@ -60,7 +60,7 @@ def pretrained_gpt(cfg: GPTConfig, ids: dict[str, np.ndarray], config: TrainConf
     recipe = {"cfg": asdict(cfg), "batch_size": batch_size, "seed": seed,
               "config": {k: v for k, v in asdict(config).items()
                          if k not in ("progress", "device", "checkpoint_path")},
-              "data": {split: hashlib.sha256(np.ascontiguousarray(ids[split]).tobytes()).hexdigest()
+              "data": {split: sha256_bytes(np.ascontiguousarray(ids[split]).tobytes())
                        for split in ("train", "val")}}
 
     def build() -> GPT:

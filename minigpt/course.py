@@ -95,11 +95,12 @@ NOTEBOOK_DIRS = ("notebooks", "exercises", "exercises/solutions")
 def code_fingerprint(nb) -> str:
     """sha256 of every code cell's source, in order: stamped into a notebook when it is run,
     so a later edit of any code cell shows the stored outputs are stale."""
-    import hashlib
     import json
 
+    from minigpt.io import sha256_bytes
+
     sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
-    return hashlib.sha256(json.dumps(sources).encode("utf-8")).hexdigest()
+    return sha256_bytes(json.dumps(sources).encode("utf-8"))
 
 
 def sync_notebook(nb, path: str) -> bool:

@@ -29,11 +29,9 @@ from __future__ import annotations
 import bz2
 import difflib
 import functools
-import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from minigpt.io import atomic_path, sha256_bytes, sha256_file, sha256_stream, write_bytes_atomic
 from minigpt.metrics import check_count
 from minigpt.runtime import cache_dir
 
@@ -245,17 +244,6 @@ def _build_wiki() -> str:
     return "\n\n".join(articles) + "\n"
 
 
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to ``path``, then rename: readers never see half a file."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
-
-
 def _cached_build(name: str, build: Callable[[], str], meta: dict, root: Path) -> str:
     """Text from ``root/corpora/<name>.txt`` if its JSON sidecar matches ``meta`` and its sha256;
     otherwise build it, cache it and return it. A cache that fails the check is never used."""
@@ -269,14 +257,14 @@ def _cached_build(name: str, build: Callable[[], str], meta: dict, root: Path) -
             saved = {}
         if {k: saved.get(k) for k in meta} == meta:  # same processing and gensim versions
             data = text_path.read_bytes()
-            if _sha256_bytes(data) == saved.get("sha256"):
+            if sha256_bytes(data) == saved.get("sha256"):
                 return data.decode("utf-8")
             warnings.warn(f"Cached {text_path} failed its sha256 check; rebuilding it.")
     text = build()
     data = text.encode("utf-8")
-    _write_atomic(text_path, data)  # the text first, then the sidecar that vouches for it
-    sidecar = {**meta, "sha256": _sha256_bytes(data), "characters": len(text)}
-    _write_atomic(meta_path, json.dumps(sidecar, indent=1).encode("utf-8"))
+    write_bytes_atomic(text_path, data)  # the text first, then the sidecar that vouches for it
+    sidecar = {**meta, "sha256": sha256_bytes(data), "characters": len(text)}
+    write_bytes_atomic(meta_path, json.dumps(sidecar, indent=1).encode("utf-8"))
     return text
 
 
@@ -304,32 +292,16 @@ def _offline_mode() -> bool:
     return os.environ.get("MINIGPT_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _download(url: str, path: Path, sha256: str) -> None:
     """Fetch ``url`` into a temporary file, check its sha256, and only then move it to ``path``."""
-    digest = hashlib.sha256()
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as f, urllib.request.urlopen(
+    with atomic_path(path) as tmp:  # a failed or refused download leaves no file behind
+        with open(tmp, "wb") as f, urllib.request.urlopen(
                 url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                digest.update(chunk)
-                f.write(chunk)
-        if digest.hexdigest() != sha256:
+            got = sha256_stream(response, copy_to=f)  # hashed as it is saved
+        if got != sha256:
             raise CorpusUnavailableError(
-                f"Downloaded {url} but its sha256 is {digest.hexdigest()}, not the expected "
+                f"Downloaded {url} but its sha256 is {got}, not the expected "
                 f"{sha256}; the file was not kept. The server's copy may have changed.")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _unavailable(corpus: Corpus, path: Path, reason: str, notes: str) -> CorpusUnavailableError:
@@ -348,7 +320,7 @@ def _load_download(corpus: Corpus) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / corpus.filename
     notes = ""
-    if path.exists() and _sha256_file(path) != corpus.sha256:
+    if path.exists() and sha256_file(path) != corpus.sha256:
         corrupt = path.with_name(path.name + ".corrupt")
         os.replace(path, corrupt)
         notes = f"The cached {path} did not match its sha256; moved it aside to {corrupt}.\n"
@@ -392,7 +364,7 @@ def _unzip_text8(path: Path) -> str:
 
     with zipfile.ZipFile(path) as archive:
         raw = archive.read("text8")
-    if _sha256_bytes(raw) != TEXT8_SHA256:
+    if sha256_bytes(raw) != TEXT8_SHA256:
         raise CorpusUnavailableError(f"{path} unzips to a text8 whose sha256 is not "
                                      f"{TEXT8_SHA256}; delete the file and load it again.")
     return raw.decode("ascii")

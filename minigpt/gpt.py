@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minigpt.attention import MLP
+from minigpt.runtime import evaluating
 
 
 @dataclass
@@ -334,18 +335,16 @@ class GPT(nn.Module):
             )
         if idx.size(1) == 0:
             raise ValueError("the prompt is empty: give at least one token to continue")
-        was_training = self.training
-        self.eval()
-        cache = KVCache(self.cfg.n_layer) if use_cache else None
-        for _ in range(max_new_tokens):
-            if cache is not None and idx.size(1) <= self.cfg.block_size:
-                new = idx[:, len(cache):]  # the whole prompt first, then one token a step
-                logits, _ = self(new, cache=cache)
-            else:
-                logits, _ = self(idx[:, -self.cfg.block_size :])
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, generator, top_p=top_p)
-            idx = torch.cat([idx, nxt], dim=1)
-        self.train(was_training)
+        with evaluating(self):
+            cache = KVCache(self.cfg.n_layer) if use_cache else None
+            for _ in range(max_new_tokens):
+                if cache is not None and idx.size(1) <= self.cfg.block_size:
+                    new = idx[:, len(cache):]  # the whole prompt first, then one token a step
+                    logits, _ = self(new, cache=cache)
+                else:
+                    logits, _ = self(idx[:, -self.cfg.block_size :])
+                nxt = sample_next(logits[:, -1, :], temperature, top_k, generator, top_p=top_p)
+                idx = torch.cat([idx, nxt], dim=1)
         return idx
 
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from minigpt import runtime
+from minigpt.io import write_text_atomic
 
 REFERENCE = Path(__file__).with_name("leaderboard.json")
 WRITE_TO_ENV = "MINIGPT_LEADERBOARD"  # set by scripts/notebooks.py run: where record() writes
@@ -54,9 +55,7 @@ def _read(path: Path) -> list[Result]:
 
 def _write(path: Path, rows: list[Result]) -> None:
     rows = sorted(rows, key=lambda r: (r.chapter, r.bits_per_byte))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps([asdict(r) for r in rows], indent=1) + "\n")
 
 
 def _local_path() -> Path:

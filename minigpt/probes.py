@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minigpt.runtime import evaluating
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -166,9 +168,7 @@ def accuracy_by_distance(model: nn.Module, probe: RecallProbe, distances: Iterab
     distances = list(range(1, probe.max_distance + 1) if distances is None else distances)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         result = {}
         for k in distances:
             correct = 0
@@ -177,8 +177,6 @@ def accuracy_by_distance(model: nn.Module, probe: RecallProbe, distances: Iterab
                 x, answer, _ = probe.sample(n, distance=k, generator=generator)
                 correct += (predict(model, x.to(device)).cpu() == answer).sum().item()
             result[int(k)] = correct / n_per_distance
-    finally:
-        model.train(was_training)
     return result
 
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.gpt import GPT
+from minigpt.runtime import evaluating
 from minigpt.train import History, TrainConfig, Trainer
 
 __all__ = [
@@ -220,15 +221,11 @@ def score(model: nn.Module, sequences: Sequence[Sequence[int]], pad_id: int, blo
     """The rewards (N,) of token-id ``sequences`` (each a prompt + response), on the CPU, in
     batches of ``batch_size``. Runs in eval mode and restores the model's mode."""
     pad_sequences(sequences, pad_id, block_size)  # check them all before the first batch
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         out = []
         for start in range(0, len(sequences), batch_size):
             idx, lengths = pad_sequences(sequences[start:start + batch_size], pad_id, block_size)
             out.append(model(idx.to(_device(model)), lengths.to(_device(model))).float().cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 
@@ -238,16 +235,12 @@ def pairwise_accuracy(model: nn.Module, pairs: Sequence[Pair], pad_id: int, bloc
     """The share of ``pairs`` whose chosen response gets the strictly higher reward (a tie
     counts as wrong). Eval mode, no gradients; the model's mode is restored."""
     collate_pairs(pairs, pad_id, block_size)  # check them all before the first batch
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         right = 0
         for start in range(0, len(pairs), batch_size):
             batch = collate_pairs(pairs[start:start + batch_size], pad_id, block_size)
             c_idx, c_len, r_idx, r_len = (t.to(_device(model)) for t in batch)
             right += int((model(c_idx, c_len) > model(r_idx, r_len)).sum())
-    finally:
-        model.train(was_training)
     return right / len(pairs)
 
 

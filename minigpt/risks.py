@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from minigpt import assistant, tasks
 from minigpt.assistant import AssistantWorld, Reply
 from minigpt.gpt import GPT
+from minigpt.runtime import evaluating
 from minigpt.sft import render
 
 __all__ = [
@@ -167,35 +168,34 @@ def answer_confidence(model: GPT, world: AssistantWorld, replies: Sequence[Reply
     NaN for a reply that states none. The first stated value counts."""
     tok = world.tokenizer
     dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = np.full(len(replies), np.nan)
-    rows = []  # (reply index, token ids, first value token's position, end position)
-    for i, r in enumerate(replies):
-        span = _first_claim_span(r)
-        if span is None:
-            continue
-        prompt = render(tok, r.question.prompt)[0]
-        answer = tok.encode(r.text)
-        if len(answer) != len(r.text):
-            raise ValueError("answer_confidence needs a tokenizer with one token per character")
-        ids = (prompt + answer)[:model.cfg.block_size + 1]
-        start, end = len(prompt) + span[0], min(len(prompt) + span[1], len(ids))
-        if start < end:
-            rows.append((i, ids, start, end))
-    for s in range(0, len(rows), batch_size):
-        chunk = rows[s:s + batch_size]
-        length = max(len(ids) for _, ids, _, _ in chunk)
-        x = torch.full((len(chunk), length), tok.end_id, dtype=torch.long)
-        for r, (_, ids, _, _) in enumerate(chunk):
-            x[r, :len(ids)] = torch.tensor(ids)
-        x = x.to(dev)
-        logits, _ = model(x[:, :-1])  # position t predicts token t + 1 (right padding is harmless)
-        logp = F.log_softmax(logits.float(), dim=-1)
-        for r, (i, _, start, end) in enumerate(chunk):
-            targets = x[r, start:end]
-            out[i] = logp[r, start - 1:end - 1].gather(1, targets[:, None]).sum().exp().item()
-    model.train(was_training)
+    with evaluating(model):
+        out = np.full(len(replies), np.nan)
+        rows = []  # (reply index, token ids, first value token's position, end position)
+        for i, r in enumerate(replies):
+            span = _first_claim_span(r)
+            if span is None:
+                continue
+            prompt = render(tok, r.question.prompt)[0]
+            answer = tok.encode(r.text)
+            if len(answer) != len(r.text):
+                raise ValueError("answer_confidence needs a tokenizer with one token per character")
+            ids = (prompt + answer)[:model.cfg.block_size + 1]
+            start, end = len(prompt) + span[0], min(len(prompt) + span[1], len(ids))
+            if start < end:
+                rows.append((i, ids, start, end))
+        for s in range(0, len(rows), batch_size):
+            chunk = rows[s:s + batch_size]
+            length = max(len(ids) for _, ids, _, _ in chunk)
+            x = torch.full((len(chunk), length), tok.end_id, dtype=torch.long)
+            for r, (_, ids, _, _) in enumerate(chunk):
+                x[r, :len(ids)] = torch.tensor(ids)
+            x = x.to(dev)
+            # position t predicts token t + 1 (right padding is harmless)
+            logits, _ = model(x[:, :-1])
+            logp = F.log_softmax(logits.float(), dim=-1)
+            for r, (i, _, start, end) in enumerate(chunk):
+                targets = x[r, start:end]
+                out[i] = logp[r, start - 1:end - 1].gather(1, targets[:, None]).sum().exp().item()
     return out
 
 
@@ -306,24 +306,22 @@ def secret_logprobs(model: GPT, tokenizer, prefix: str, digits: int,
         raise ValueError("every character of the alphabet must be one token")
     char_ids_t = torch.tensor([i[0] for i in char_ids])
     dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    context = _ids(tokenizer, prefix)
-    if len(context) + digits - 1 > model.cfg.block_size:
-        raise ValueError(f"the prefix ({len(context)} tokens) and the secret do not fit in the "
-                         f"model's context of {model.cfg.block_size}")
-    logp = torch.zeros(1)  # per candidate so far
-    seqs = torch.tensor([context], dtype=torch.long)  # (candidates, length)
-    for _level in range(digits):
-        nxt = []
-        for s in range(0, len(seqs), batch_size):
-            logits, _ = model(seqs[s:s + batch_size].to(dev))
-            nxt.append(F.log_softmax(logits[:, -1].float(), -1)[:, char_ids_t.to(dev)].cpu())
-        step = torch.cat(nxt)  # (candidates, len(alphabet))
-        logp = (logp[:, None] + step).reshape(-1)
-        seqs = torch.cat([seqs.repeat_interleave(len(alphabet), 0),
-                          char_ids_t.repeat(len(seqs))[:, None]], dim=1)
-    model.train(was_training)
+    with evaluating(model):
+        context = _ids(tokenizer, prefix)
+        if len(context) + digits - 1 > model.cfg.block_size:
+            raise ValueError(f"the prefix ({len(context)} tokens) and the secret do not fit in the "
+                             f"model's context of {model.cfg.block_size}")
+        logp = torch.zeros(1)  # per candidate so far
+        seqs = torch.tensor([context], dtype=torch.long)  # (candidates, length)
+        for _level in range(digits):
+            nxt = []
+            for s in range(0, len(seqs), batch_size):
+                logits, _ = model(seqs[s:s + batch_size].to(dev))
+                nxt.append(F.log_softmax(logits[:, -1].float(), -1)[:, char_ids_t.to(dev)].cpu())
+            step = torch.cat(nxt)  # (candidates, len(alphabet))
+            logp = (logp[:, None] + step).reshape(-1)
+            seqs = torch.cat([seqs.repeat_interleave(len(alphabet), 0),
+                              char_ids_t.repeat(len(seqs))[:, None]], dim=1)
     return logp.numpy()
 
 

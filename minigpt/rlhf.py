@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from minigpt.gpt import GPT
+from minigpt.runtime import evaluating
 from minigpt.train import History, NonFiniteLossError, TrainConfig, Trainer, param_groups
 
 __all__ = [
@@ -669,15 +670,13 @@ def pair_logprobs(model: nn.Module, pairs: Sequence, pad_id: int, batch_size: in
     """Sequence log-probs (N,), (N,) of every pair's chosen and rejected response under
     ``model`` (eval mode, no gradients), e.g. to watch DPO's margins."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    chosen, rejected = [], []
-    for i in range(0, len(pairs), batch_size):
-        batch = tuple(t.to(device) for t in collate_dpo(pairs[i : i + batch_size], pad_id))
-        c, r = _dpo_batch_logps(model, batch)
-        chosen.append(c)
-        rejected.append(r)
-    model.train(was_training)
+    with evaluating(model):
+        chosen, rejected = [], []
+        for i in range(0, len(pairs), batch_size):
+            batch = tuple(t.to(device) for t in collate_dpo(pairs[i : i + batch_size], pad_id))
+            c, r = _dpo_batch_logps(model, batch)
+            chosen.append(c)
+            rejected.append(r)
     if not chosen:
         raise ValueError("no preference pairs given")
     return torch.cat(chosen), torch.cat(rejected)

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from minigpt.data import get_batch as random_windows
 from minigpt.gpt import check_sampling, check_token_ids, sample_next
+from minigpt.runtime import evaluating
 
 __all__ = [
     "KINDS",
@@ -127,13 +128,11 @@ class NPLM(nn.Module):
                  top_p: float | None = None) -> Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens (as ``GPT.generate``)."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
-        was_training = self.training
-        self.eval()
-        for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.context:])  # the window is all the model can see
-            nxt = sample_next(logits[:, -1], temperature, top_k, generator, top_p=top_p)
-            idx = torch.cat([idx, nxt], 1)
-        self.train(was_training)
+        with evaluating(self):
+            for _ in range(max_new_tokens):
+                logits, _ = self(idx[:, -self.context:])  # the window is all the model can see
+                nxt = sample_next(logits[:, -1], temperature, top_k, generator, top_p=top_p)
+                idx = torch.cat([idx, nxt], 1)
         return idx
 
 
@@ -307,14 +306,13 @@ class RNNLM(nn.Module):
         The prompt is read once; each new token then costs one step, since the state holds
         everything the model keeps of the past (a Transformer re-reads its whole window)."""
         check_sampling(temperature, top_k, top_p, max_new_tokens)
-        was_training = self.training
-        self.eval()
-        logits, state = self.forward_with_state(idx)
-        for _ in range(max_new_tokens):
-            nxt = sample_next(logits[:, -1], temperature, top_k, generator, top_p=top_p)  # (B, 1)
-            idx = torch.cat([idx, nxt], dim=1)
-            logits, state = self.forward_with_state(nxt, state)
-        self.train(was_training)
+        with evaluating(self):
+            logits, state = self.forward_with_state(idx)
+            for _ in range(max_new_tokens):
+                nxt = sample_next(logits[:, -1], temperature, top_k, generator,
+                                  top_p=top_p)  # (B, 1)
+                idx = torch.cat([idx, nxt], dim=1)
+                logits, state = self.forward_with_state(nxt, state)
         return idx
 
 
@@ -439,13 +437,11 @@ def heldout_loss_carry(model: nn.Module, ids: np.ndarray, block_size: int = 256,
                                      reduction="sum").item()
         return total, state
 
-    was_training = model.training
-    model.eval()
-    total, state = read(rows, None)
-    if len(tail) > 1:
-        more, _ = read(tail[None], _select(state, slice(-1, None)))
-        total += more
-    model.train(was_training)
+    with evaluating(model):
+        total, state = read(rows, None)
+        if len(tail) > 1:
+            more, _ = read(tail[None], _select(state, slice(-1, None)))
+            total += more
     return total / n_targets, n_targets
 
 
@@ -467,21 +463,19 @@ def grad_norm_through_time(model: RNNLM, x: Tensor) -> Tensor:
     if x.size(1) < 2:
         raise ValueError("x needs at least 2 time steps: the inputs and the token to predict")
     x = x.to(next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    inputs = model.emb(x[:, :-1])  # (B, T-1, C)
-    state, hs = None, []
-    with torch.enable_grad():
-        for t in range(inputs.size(1)):
-            out, state = model.rnn(inputs[:, t:t + 1], state)  # out (B, 1, H)
-            hs.append(out)
-            top = out.transpose(0, 1)  # (1, B, H): the top layer's new h, as a graph node
-            if isinstance(state, tuple):  # LSTM: (h, c)
-                state = (torch.cat([state[0][:-1], top]), state[1])
-            else:
-                state = torch.cat([state[:-1], top])
-        loss = F.cross_entropy(model.head(hs[-1][:, 0]), x[:, -1])
-        grads = torch.autograd.grad(loss, hs)
-    model.train(was_training)
+    with evaluating(model):
+        inputs = model.emb(x[:, :-1])  # (B, T-1, C)
+        state, hs = None, []
+        with torch.enable_grad():
+            for t in range(inputs.size(1)):
+                out, state = model.rnn(inputs[:, t:t + 1], state)  # out (B, 1, H)
+                hs.append(out)
+                top = out.transpose(0, 1)  # (1, B, H): the top layer's new h, as a graph node
+                if isinstance(state, tuple):  # LSTM: (h, c)
+                    state = (torch.cat([state[0][:-1], top]), state[1])
+                else:
+                    state = torch.cat([state[:-1], top])
+            loss = F.cross_entropy(model.head(hs[-1][:, 0]), x[:, -1])
+            grads = torch.autograd.grad(loss, hs)
     # float64 for the norms: squaring gradients of 1e-20 would underflow float32 to exactly 0
     return torch.stack([g[:, 0].double().norm(dim=-1).mean() for g in grads])  # (T-1,)

@@ -15,13 +15,18 @@ Unset, the profile is ``gpu`` when CUDA is available and ``cpu`` otherwise.
     'cpu'
     >>> steps = minigpt.by_profile(ci=20, cpu=2000, gpu=5000)   # doctest: +SKIP
 
+``evaluating(model)`` runs a block with models in eval mode and puts each back in the mode it
+was in, even when the block raises.
+
 This module imports nothing else from the package: it is the bottom layer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -103,3 +108,23 @@ def cache_dir() -> Path:
         path = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "minigpt"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def evaluating(*models: torch.nn.Module) -> Iterator[None]:
+    """Run the block with every one of ``models`` in eval mode (no dropout), then put each back
+    in the mode it was in (``model.train(was_training)``), in a ``finally``: an exception
+    never leaves a training model in eval mode. Gradient tracking is not touched (use
+    ``torch.no_grad()`` for that).
+
+        with torch.no_grad(), evaluating(model):
+            logits, _ = model(x)
+    """
+    was_training = [model.training for model in models]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for model, mode in zip(models, was_training):
+            model.train(mode)

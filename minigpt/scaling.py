@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -59,6 +58,7 @@ from torch import nn
 
 from minigpt.data import load_corpus, make_get_batch, split_text, to_ids_array
 from minigpt.gpt import GPT, GPTConfig
+from minigpt.io import sha256_bytes
 from minigpt.runtime import profile as active_profile
 from minigpt.runtime import seed_everything
 from minigpt.tokenizers import CharTokenizer
@@ -539,9 +539,8 @@ def code_version() -> dict[str, Any]:
     """The git commit of the checkout (None outside one), whether the package differs from it,
     and a sha256 of the package's source (which names the code even without git)."""
     package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
+    source = b"".join(path.relative_to(package).as_posix().encode() + path.read_bytes()
+                      for path in sorted(package.rglob("*.py")))
 
     def git(*args: str) -> str | None:
         try:
@@ -553,7 +552,7 @@ def code_version() -> dict[str, Any]:
     commit = git("rev-parse", "HEAD") or None
     changed = git("status", "--porcelain", "--", ".") if commit else None
     return {"git": commit, "git_dirty": bool(changed) if commit else None,
-            "source_sha256": digest.hexdigest()}
+            "source_sha256": sha256_bytes(source)}
 
 
 def _cpu_name() -> str:

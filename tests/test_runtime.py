@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import minigpt
+from minigpt.runtime import evaluating
 
 
 @pytest.mark.parametrize("name", ["ci", "cpu", "gpu", " CPU "])
@@ -55,3 +56,35 @@ def test_cache_dir_honours_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path / "c"))
     assert minigpt.cache_dir() == tmp_path / "c"
     assert (tmp_path / "c").is_dir()
+
+
+# ---- evaluating -----------------------------------------------------------------------------
+
+
+def test_evaluating_restores_train_mode_even_after_an_exception():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    with evaluating(model):
+        assert not model.training and not model[1].training
+    assert model.training and model[1].training
+    with pytest.raises(RuntimeError, match="boom"), evaluating(model):
+        assert not model.training
+        raise RuntimeError("boom")
+    assert model.training and model[1].training
+
+
+def test_evaluating_leaves_an_eval_model_in_eval_mode_and_grad_mode_alone():
+    model = torch.nn.Linear(2, 2).eval()
+    with evaluating(model):
+        assert not model.training and torch.is_grad_enabled()
+        with torch.no_grad(), evaluating(model):  # nested: still eval after
+            assert not torch.is_grad_enabled()
+        assert not model.training
+    assert not model.training and torch.is_grad_enabled()
+
+
+def test_evaluating_handles_several_models():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).eval()
+    with pytest.raises(KeyError), evaluating(a, b):
+        assert not a.training and not b.training
+        raise KeyError("x")
+    assert a.training and not b.training

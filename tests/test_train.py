@@ -543,7 +543,8 @@ def test_heldout_loss_is_the_token_weighted_mean_over_every_target():
 
 
 def test_cached_model_builds_once_then_loads(tmp_path, monkeypatch, capsys):
-    from minigpt.train import cached_model, recipe_key
+    from minigpt.io import recipe_key
+    from minigpt.train import cached_model
 
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
     builds = []
