@@ -37,10 +37,11 @@ from torch import nn
 from minigpt import data, incontext, reward, sft, tasks
 from minigpt.gpt import GPT, GPTConfig
 from minigpt.io import recipe_key, write_text_atomic
+from minigpt.model_cache import load_or_build, save_model_file
 from minigpt.runtime import by_profile, cache_dir
 from minigpt.sft import render
 from minigpt.tokenizers import CharTokenizer, ChatTokenizer
-from minigpt.train import TrainConfig, Trainer, load_or_build, save_model_file
+from minigpt.train import TrainConfig, Trainer
 
 __all__ = [
     "AssistantWorld",

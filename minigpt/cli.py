@@ -32,11 +32,12 @@ from pathlib import Path
 import torch
 
 from minigpt import data, distributed, metrics
+from minigpt.checkpoint import load_checkpoint
 from minigpt.gpt import GPT, PRESETS, GPTConfig, sample
 from minigpt.runtime import check_device, seed_everything
 from minigpt.runtime import device as best_device
 from minigpt.tokenizers import CharTokenizer, tokenizer_from_dict, tokenizer_to_dict, train_bpe
-from minigpt.train import TrainConfig, Trainer, heldout_loss, load_checkpoint
+from minigpt.train import TrainConfig, Trainer, heldout_loss
 
 
 def make_tokenizer(spec: str, text: str):

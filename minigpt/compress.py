@@ -24,7 +24,7 @@ stores the parameters of one block. The GPT already shares one matrix: its outpu
 token embedding (weight tying). ``share_layers`` does this to a trained model, which then needs
 some fine-tuning; ALBERT shares from the start of training.
 
-``pretrained_gpt`` trains a GPT once and caches it (``train.cached_model``): chapter 11's teacher.
+``pretrained_gpt`` trains a GPT once and caches it (``model_cache.cached_model``): chapter 11's teacher.
 
 Deliberately left out: structured pruning (whole heads or channels), iterative prune-and-retrain
 schedules, sparse kernels, and distilling hidden states or attention maps.
@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from minigpt.data import make_get_batch
 from minigpt.gpt import GPT, GPTConfig
 from minigpt.io import sha256_bytes
-from minigpt.train import LossFn, TrainConfig, Trainer, cached_model
+from minigpt.model_cache import cached_model
+from minigpt.train import LossFn, TrainConfig, Trainer
 
 __all__ = ["distill_loss_fn", "distillation_loss", "keep_pruned", "magnitude_prune",
            "pretrained_gpt", "prunable_weights", "share_layers", "shared_fraction", "sparsity"]

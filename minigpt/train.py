@@ -43,6 +43,10 @@ writes checkpoints. Under DDP, ``loss_fn`` receives the wrapped model: call it, 
 ``model(x, y)``, rather than reaching into its attributes. Resuming a run exactly, batch for
 batch, works for one process only: a resumed distributed run reseeds each process.
 
+The checkpoint file (its keys, why it loads with ``weights_only=True``, its checksum, what its
+errors say) is ``minigpt.checkpoint``'s; the cache of trained models that chapters share is
+``minigpt.model_cache``'s.
+
 Deliberately left out: torch.compile, fused optimizers and TF32 settings, early stopping,
 callbacks and logging services. Each is a few lines on top of this loop; none is needed to see
 how training works.
@@ -51,15 +55,11 @@ how training works.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
-import pickle
-import random
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,43 +69,34 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from minigpt import distributed
-from minigpt.io import atomic_path, recipe_key
-from minigpt.runtime import cache_dir, check_device, evaluating, seed_everything
+from minigpt.checkpoint import (
+    CHECKPOINT_FORMAT,
+    check_state_dict,
+    get_rng_state,
+    load_checkpoint,
+    set_rng_state,
+    write_torch_file,
+)
+from minigpt.runtime import check_device, evaluating, seed_everything
 from minigpt.runtime import device as best_device
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
-    "CheckpointMismatchError", "History", "NonFiniteLossError", "TrainConfig", "Trainer",
-    "UnreadableCheckpointError", "autocast_dtype", "cached_model", "check_state_dict",
-    "get_rng_state", "heldout_loss", "load_checkpoint", "load_or_build", "lr_at", "model_loss",
-    "param_groups", "plot_history", "save_model_file", "set_rng_state",
-    "tensors_sha256",
+    "History", "NonFiniteLossError", "TrainConfig", "Trainer", "autocast_dtype", "heldout_loss",
+    "lr_at", "model_loss", "param_groups", "plot_history",
 ]
 
 Batch = tuple[Tensor, ...]
 GetBatch = Callable[[str], Batch]
 LossFn = Callable[[nn.Module, Batch], Tensor]
 
-CHECKPOINT_FORMAT = "minigpt.train/1"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# The key under which checkpoints and model-cache files store tensors_sha256 of their tensors.
-# Files written before it existed have none, and load without the check.
-CHECKSUM_KEY = "tensors_sha256"
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss (or the gradient norm) became NaN or infinite, so training stopped."""
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint's weights do not fit the model it is being loaded into."""
-
-
-class UnreadableCheckpointError(ValueError):
-    """A file that cannot be used as a checkpoint: empty, not a torch file, truncated, holding
-    pickled Python objects, or changed since it was saved (its checksum does not match)."""
 
 
 @dataclass
@@ -259,184 +250,6 @@ def model_loss(model: nn.Module, batch: Batch) -> Tensor:
     x, y = batch
     _logits, loss = model(x, y)
     return loss
-
-
-def get_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
-    """The states of the random generators training draws from, in plain types.
-
-    Python's and NumPy's states are tuples holding a tuple or an array; they become lists so
-    that a checkpoint holding them loads with ``torch.load(path, weights_only=True)``.
-    """
-    version, internal, gauss_next = random.getstate()
-    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
-    return {
-        "python": [version, list(internal), gauss_next],
-        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached_gaussian)],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generator": None if generator is None else generator.get_state(),
-    }
-
-
-def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
-    """Put back states taken by ``get_rng_state``. CUDA's are restored only on a machine with
-    the same number of GPUs (a run moved to other hardware can't repeat itself exactly anyway)."""
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    name, keys, pos, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
-    torch.set_rng_state(state["torch"])
-    cuda_states = state["cuda"]
-    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_states)
-    if generator is not None and state["generator"] is not None:
-        generator.set_state(state["generator"])
-
-
-def tensors_sha256(obj: Any) -> str:
-    """The sha256 (hex) of every tensor in ``obj`` (nested dicts, lists and tuples): each
-    tensor's place (its keys, dicts walked in sorted key order), dtype, shape and bytes.
-
-    Checkpoints and model-cache files store it (under ``"tensors_sha256"``) and ``load`` checks
-    it: a file whose tensor data changed on disk, even at the same length, is caught. Plain
-    values (numbers, strings) are not covered."""
-    digest = hashlib.sha256()
-
-    def visit(value: Any, where: str) -> None:
-        if isinstance(value, Tensor):
-            t = value.detach().cpu().contiguous()
-            digest.update(f"{where}|{t.dtype}|{tuple(t.shape)}\n".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(value, dict):
-            for key in sorted(value, key=repr):
-                visit(value[key], f"{where}/{key!r}")
-        elif isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                visit(item, f"{where}/{i}")
-
-    visit(obj, "")
-    return digest.hexdigest()
-
-
-def _with_checksum(saved: dict[str, Any]) -> dict[str, Any]:
-    """``saved`` plus the checksum of its tensors, to write to disk."""
-    body = {key: value for key, value in saved.items() if key != CHECKSUM_KEY}
-    return body | {CHECKSUM_KEY: tensors_sha256(body)}
-
-
-def _read_torch_file(file: str | os.PathLike, what: str = "minigpt checkpoint",
-                     name: str | None = None) -> Any:
-    """``torch.load(file, weights_only=True)`` on the CPU, turning every way a file can be
-    unusable (a folder, empty, not a torch file, pickled objects, truncated, corrupt, changed
-    since it was saved) into an UnreadableCheckpointError that says what to do. Messages call
-    the file ``name`` (default: its path)."""
-    path = Path(file)
-    shown = name if name is not None else str(file)
-    redo = ("A save or copy was probably cut short: delete it and train again, or copy it "
-            "again from where it came from.")
-    written_by = "Give a file written by Trainer.save or `python -m minigpt train`."
-    if path.is_dir():
-        raise UnreadableCheckpointError(f"{shown} is a folder, not a {what}. {written_by}")
-    with open(path, "rb") as stream:
-        head = stream.read(4)
-    if not head:
-        raise UnreadableCheckpointError(f"{shown} is empty (0 bytes), not a {what}. {redo}")
-    if head.startswith(b"\x80") and not head.startswith(b"\x80\x02"):
-        raise UnreadableCheckpointError(
-            f"{shown} is a plain pickle file, not a {what} (a zip archive written by torch.save). "
-            "minigpt never unpickles Python objects, which can run any code: it loads tensors "
-            f"and plain values only (weights_only=True). {written_by}")
-    if not head.startswith((b"PK\x03\x04", b"\x80\x02")):  # zip (torch >= 1.6), old pickle
-        raise UnreadableCheckpointError(
-            f"{shown} is not a torch file (it starts with {head!r}; a {what} is a zip archive "
-            f"written by torch.save). {written_by}")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # weights_only=True refused something: torch says why on a "WeightsUnpickler error" line.
-        refused = next((line.split("WeightsUnpickler error:", 1)[1].strip()
-                        for line in str(e).splitlines() if "WeightsUnpickler error:" in line), None)
-        if refused is None:
-            raise UnreadableCheckpointError(
-                f"{shown} is corrupt ({_first_line(e)}): it cannot be read as a {what}. {redo}"
-            ) from None
-        if "GLOBAL " in refused:  # "Unsupported global: GLOBAL __main__.Foo was not allowed..."
-            refused = "such as " + refused.split("GLOBAL ", 1)[1].split()[0]
-        raise UnreadableCheckpointError(
-            f"{shown} holds pickled Python objects ({_first_line(refused)}), not only tensors and "
-            f"plain values, so it is not a {what} that minigpt wrote; minigpt never loads "
-            f"pickled code (weights_only=True), since unpickling can run any code. {written_by}"
-        ) from None
-    except (EOFError, OSError, RuntimeError, KeyError, ValueError, IndexError) as e:
-        raise UnreadableCheckpointError(
-            f"{shown} is truncated or corrupt ({type(e).__name__}: {_first_line(e)}): it cannot "
-            f"be read as a {what}. {redo}") from None
-    if isinstance(saved, dict) and CHECKSUM_KEY in saved:  # older files have none: not checked
-        body = {key: value for key, value in saved.items() if key != CHECKSUM_KEY}
-        if tensors_sha256(body) != saved[CHECKSUM_KEY]:
-            raise UnreadableCheckpointError(
-                f"{shown} has changed since it was saved: the checksum of its tensors does not "
-                "match the one stored in it (a disk or copy error), so its weights cannot be "
-                "trusted. Copy it again from where it came from, or delete it and train again.")
-    return saved
-
-
-def _first_line(error: BaseException | str, limit: int = 100) -> str:
-    """The first sentence of ``error``'s message, at most ``limit`` characters."""
-    text = str(error).strip()
-    text = text.splitlines()[0].split(". ")[0] if text else repr(error)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by ``Trainer.save`` (on the CPU, safely: weights_only=True).
-
-    Its keys: format, step, model, optimizer, scaler, config, history, rng, extra, and
-    tensors_sha256 (checked here; older checkpoints have none). A file that is not a readable
-    checkpoint (empty, not a torch file, truncated, pickled objects, changed since it was
-    saved) raises UnreadableCheckpointError, a ValueError saying what to do.
-    """
-    checkpoint = _read_torch_file(path)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not a checkpoint written by minigpt.train.Trainer.save (no "
-            f"format={CHECKPOINT_FORMAT!r} inside). A bare state_dict loads with "
-            "model.load_state_dict(torch.load(path, weights_only=True))."
-        )
-    return checkpoint
-
-
-def check_state_dict(model: nn.Module, state: dict[str, Tensor], source: str = "") -> None:
-    """Raise CheckpointMismatchError, naming the keys, unless ``state`` fits ``model`` exactly."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = [
-        f"{key} (checkpoint {tuple(state[key].shape)}, model {tuple(expected[key].shape)})"
-        for key in sorted(set(expected) & set(state))
-        if state[key].shape != expected[key].shape
-    ]
-    if not (missing or unexpected or reshaped):
-        return
-
-    def listed(items: list[str], limit: int = 8) -> str:
-        more = f", ... ({len(items)} in all)" if len(items) > limit else ""
-        return ", ".join(items[:limit]) + more
-
-    where = f" {source}" if source else ""
-    lines = [f"The checkpoint{where} does not fit this model:"]
-    if missing:
-        lines.append(f"  in the model, missing from the checkpoint: {listed(missing)}")
-    if unexpected:
-        lines.append(f"  in the checkpoint, not in the model: {listed(unexpected)}")
-    if reshaped:
-        lines.append(f"  different shapes: {listed(reshaped)}")
-    lines.append(
-        "It was saved from a model built differently (another class, vocabulary size, width or "
-        "number of layers). Build the model with the settings of the run that saved it, load "
-        "the checkpoint that belongs to this model, or delete the file to train from scratch."
-    )
-    raise CheckpointMismatchError("\n".join(lines))
 
 
 class Trainer:
@@ -617,9 +430,9 @@ class Trainer:
         ``self.checkpoint_extra``). The file is
         written beside ``path`` and then renamed over it: an interrupted save leaves the old
         checkpoint intact. It loads with ``torch.load(path, weights_only=True)``, and holds a
-        checksum of its tensors (``tensors_sha256``) that ``load_checkpoint`` verifies.
+        checksum of its tensors (``tensors_sha256``) that ``load_checkpoint`` verifies
+        (``minigpt.checkpoint`` describes the file).
         """
-        path = Path(path)
         checkpoint = {
             "format": CHECKPOINT_FORMAT,
             "step": self.step,
@@ -631,8 +444,7 @@ class Trainer:
             "rng": get_rng_state(self.generator),
             "extra": extra if extra is not None else self.checkpoint_extra,
         }
-        with atomic_path(path) as tmp:  # readers see the old file or the new one, never half
-            torch.save(_with_checksum(checkpoint), tmp)
+        write_torch_file(path, checkpoint)  # readers see the old file or the new one, never half
 
     def resume(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint: weights, optimizer, scaler, step, history, random state.
@@ -812,63 +624,6 @@ def heldout_loss(
     if count == 0:
         raise ValueError(f"{len(ids)} tokens hold no window of block_size={block_size}: use a longer split")
     return total / count, count
-
-
-MODEL_CACHE_FORMAT = "minigpt.model_cache/1"
-
-
-def save_model_file(path: Path, model: nn.Module, fmt: str = MODEL_CACHE_FORMAT,
-                    **meta: Any) -> Path:
-    """Write ``{"format": fmt, **meta, "model": state_dict, "tensors_sha256": ...}`` to
-    ``path`` atomically (a half-written file never has the final name). Tensors and plain
-    values only, so it loads with ``weights_only=True``; ``load_or_build`` checks the checksum.
-    Returns ``path``."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(_with_checksum({"format": fmt, **meta, "model": model.state_dict()}), tmp)
-    return path
-
-
-def load_or_build(path: Path, build: Callable[[], nn.Module], empty: Callable[[], nn.Module],
-                  label: str, fmt: str = MODEL_CACHE_FORMAT, **meta: Any) -> nn.Module:
-    """The model saved at ``path`` (loaded into ``empty()``, a model of the right shape), or
-    ``build()`` saved there. A file that is corrupt (empty, truncated, changed since it was
-    saved: see ``tensors_sha256``), of another ``fmt`` or of another shape is rebuilt, with a
-    message naming ``label`` and saying why. Returns the model in eval mode.
-    The cache helpers of every chapter (``cached_model``, ``assistant.base_model``, ...) use it."""
-    path = Path(path)
-    # empty() comes first even on a miss: builders draw from the global random stream after it
-    # (the reward head's init, for one), so moving it would change what a first run trains.
-    model = empty()
-    if path.exists():
-        try:
-            saved = _read_torch_file(path, what=f"{fmt} file", name=path.name)
-            if not isinstance(saved, dict) or saved.get("format") != fmt:
-                raise ValueError(f"{path.name} is not a {fmt} file")
-            check_state_dict(model, saved["model"], source=path.name)
-            model.load_state_dict(saved["model"])
-            return model.eval()
-        except (ValueError, RuntimeError, KeyError, OSError) as e:
-            # (UnreadableCheckpointError, a ValueError, covers the files torch cannot read.)
-            print(f"Ignoring the cached {label} model ({type(e).__name__}: {e}); "
-                  "training it again.")
-    model = build()
-    save_model_file(path, model, fmt, **meta)
-    return model.eval()
-
-
-def cached_model(name: str, recipe: dict[str, Any], build: Callable[[], nn.Module],
-                 empty: Callable[[], nn.Module]) -> nn.Module:
-    """A trained model, from the cache if this ``recipe`` was trained before, else ``build()``.
-
-    The file is ``cache_dir()/models/{name}-{recipe_key(recipe)}.pt``: change anything in the
-    recipe (it must hold everything that decides the weights: shape, steps, data, seed) and the
-    model is trained again. It holds tensors only and loads with ``weights_only=True`` into
-    ``empty()``, a model of the right shape. A file that is corrupt or does not fit is rebuilt,
-    with a message saying why (``load_or_build``). Returns the model in eval mode.
-    """
-    path = cache_dir() / "models" / f"{name}-{recipe_key(recipe)}.pt"
-    return load_or_build(path, build, empty, name, recipe=recipe)
 
 
 def plot_history(

@@ -219,7 +219,7 @@ def test_sample_refuses_a_negative_max_new_tokens(capsys, trained):
 
 def zero_64_bytes_in_the_largest_tensor(path) -> None:
     """Zero 64 bytes in the middle of the largest tensor's storage inside a torch zip file, at
-    the same length (as in tests/test_train.py)."""
+    the same length (as in tests/tiny_training.py)."""
     with zipfile.ZipFile(path) as archive:
         info = max((i for i in archive.infolist() if "/data/" in i.filename),
                    key=lambda i: i.file_size)

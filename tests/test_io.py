@@ -106,17 +106,17 @@ def test_recipe_key_ignores_the_order_of_keys_only():
 
 
 def _capture_cache_path(monkeypatch):
-    """Make train.load_or_build record the path it is asked for instead of training."""
-    from minigpt import train
+    """Make model_cache.load_or_build record the path it is asked for instead of training."""
+    from minigpt import model_cache
 
     paths = []
-    monkeypatch.setattr(train, "load_or_build",
+    monkeypatch.setattr(model_cache, "load_or_build",
                         lambda path, *args, **kwargs: paths.append(path.name))
     return paths
 
 
-def test_pinned_key_train_cached_model(tmp_path, monkeypatch):
-    from minigpt.train import cached_model
+def test_pinned_key_model_cache_cached_model(tmp_path, monkeypatch):
+    from minigpt.model_cache import cached_model
 
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
     paths = _capture_cache_path(monkeypatch)

@@ -1,90 +1,32 @@
 """Tests for minigpt.train, on tiny models and a synthetic token stream (a few seconds, CPU).
 
-The models follow the course's contract: ``forward(x, y) -> (logits, loss)``.
+The models follow the course's contract: ``forward(x, y) -> (logits, loss)``; they, the streams
+and the batches are in tests/tiny_training.py. The checkpoint file is tested in
+test_checkpoint.py, the model cache in test_model_cache.py.
 """
 
-import argparse
 import itertools
 import math
-import pickle
-import struct
 import warnings
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_training import VOCAB, Bigram, config, make_get_batch, periodic_stream, random_stream
 from torch import nn
 
+from minigpt.checkpoint import load_checkpoint
 from minigpt.train import (
-    CheckpointMismatchError,
     History,
     NonFiniteLossError,
     TrainConfig,
     Trainer,
-    UnreadableCheckpointError,
     autocast_dtype,
-    get_rng_state,
-    load_checkpoint,
     lr_at,
     param_groups,
     plot_history,
-    set_rng_state,
 )
-
-VOCAB = 8
-
-
-class Bigram(nn.Module):
-    """Embedding -> LayerNorm -> dropout -> linear: predicts the next token from this one."""
-
-    def __init__(self, vocab: int = VOCAB, width: int = 16, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(vocab, width)
-        self.norm = nn.LayerNorm(width)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(width, vocab)
-
-    def forward(self, x, y=None):
-        logits = self.head(self.drop(self.norm(self.emb(x))))  # (B, T, vocab)
-        loss = None if y is None else F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        return logits, loss
-
-
-def periodic_stream(n: int = 2000) -> torch.Tensor:
-    """0 1 2 ... 7 0 1 2 ...: each next token is determined by the current one."""
-    return torch.arange(n) % VOCAB
-
-
-def random_stream(n: int = 2000) -> torch.Tensor:
-    return torch.randint(VOCAB, (n,), generator=torch.Generator().manual_seed(0))
-
-
-def make_get_batch(data, block=8, batch=4, sampler="torch", generator=None):
-    """Random windows of ``data``; offsets drawn with torch's global RNG, NumPy's or ``generator``."""
-    cut = len(data) * 9 // 10
-    splits = {"train": data[:cut], "val": data[cut:]}
-
-    def get_batch(split):
-        d = splits[split]
-        high = len(d) - block - 1
-        if sampler == "numpy":
-            starts = torch.from_numpy(np.random.randint(0, high, size=batch))
-        else:
-            starts = torch.randint(high, (batch,), generator=generator)
-        x = torch.stack([d[i : i + block] for i in starts])  # (batch, block)
-        y = torch.stack([d[i + 1 : i + block + 1] for i in starts])  # (batch, block)
-        return x, y
-
-    return get_batch
-
-
-def config(**overrides) -> TrainConfig:
-    base = {"max_steps": 20, "lr": 1e-2, "warmup_steps": 2, "eval_interval": 5, "eval_steps": 2}
-    base |= {"device": "cpu", "progress": False, "seed": 0}
-    return TrainConfig(**(base | overrides))
-
 
 # ---- schedule, parameter groups, config -----------------------------------------------------
 
@@ -348,7 +290,7 @@ def test_a_nan_gradient_stops_training():
         trainer.fit()
 
 
-# ---- checkpoints ---------------------------------------------------------------------------
+# ---- resuming from a checkpoint (the file itself: test_checkpoint.py) ----------------------
 
 
 @pytest.mark.parametrize("sampler", ["torch", "numpy", "generator"])
@@ -381,17 +323,6 @@ def test_a_resumed_run_repeats_the_uninterrupted_run_exactly(tmp_path, sampler):
         assert torch.equal(a, b)
 
 
-def test_checkpoint_loads_with_weights_only_and_holds_everything(tmp_path):
-    path = tmp_path / "sub" / "run.pt"
-    cfg = config(max_steps=4, checkpoint_path=str(path))
-    Trainer(Bigram(), make_get_batch(random_stream()), cfg).fit()
-    checkpoint = torch.load(path, weights_only=True)
-    assert {"model", "optimizer", "scaler", "step", "config", "history", "rng"} <= set(checkpoint)
-    assert checkpoint["step"] == 4 and checkpoint["config"]["max_steps"] == 4
-    assert checkpoint["history"]["step"] == [0, 1, 2, 3]
-    assert not list(path.parent.glob("*.tmp"))
-
-
 def test_trainer_load_takes_the_saved_config_with_overrides(tmp_path):
     path = tmp_path / "run.pt"
     get_batch = make_get_batch(periodic_stream())
@@ -405,68 +336,6 @@ def test_trainer_load_takes_the_saved_config_with_overrides(tmp_path):
     loaded.fit()
     assert loaded.step == 9
     assert load_checkpoint(path)["extra"] == {"note": "hello"}
-
-
-def test_a_checkpoint_of_another_model_names_the_mismatched_keys(tmp_path):
-    path = tmp_path / "run.pt"
-    Trainer(Bigram(vocab=8), make_get_batch(random_stream()), config()).save(path)
-
-    class Deeper(Bigram):
-        def __init__(self):
-            super().__init__(vocab=9)
-            self.extra = nn.Linear(16, 16)
-
-    with pytest.raises(CheckpointMismatchError) as raised:
-        Trainer(Deeper(), make_get_batch(random_stream()), config()).resume(path)
-    message = str(raised.value)
-    assert str(path) in message
-    assert "emb.weight (checkpoint (8, 16), model (9, 16))" in message
-    assert "missing from the checkpoint: extra.bias, extra.weight" in message
-    assert "from scratch" in message
-
-
-def test_a_file_that_is_not_a_trainer_checkpoint_is_refused(tmp_path):
-    path = tmp_path / "weights.pt"
-    torch.save(Bigram().state_dict(), path)
-    with pytest.raises(ValueError, match="not a checkpoint written by"):
-        load_checkpoint(path)
-
-
-def test_an_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = tmp_path / "run.pt"
-    trainer = Trainer(Bigram(), make_get_batch(random_stream()), config(max_steps=4))
-    trainer.fit(steps=2)
-    trainer.save(path)
-    trainer.fit()
-
-    def save_half_then_fail(obj, f):
-        with open(f, "wb") as file:
-            file.write(b"half a checkpoint")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(torch, "save", save_half_then_fail)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.save(path)
-    assert load_checkpoint(path)["step"] == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
-
-
-def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
-    generator = torch.Generator().manual_seed(3)
-    torch.manual_seed(1)
-    np.random.seed(1)
-    np.random.normal()  # leaves a cached Gaussian in NumPy's state
-    torch.save(get_rng_state(generator), tmp_path / "rng.pt")
-
-    def draw():
-        import random
-
-        return (random.random(), np.random.normal(), torch.rand(2).tolist(),
-                torch.rand(2, generator=generator).tolist())
-
-    first = draw()
-    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True), generator)
-    assert draw() == first
 
 
 # ---- plotting ------------------------------------------------------------------------------
@@ -539,55 +408,6 @@ def test_heldout_loss_is_the_token_weighted_mean_over_every_target():
     assert model.training  # mode restored
 
 
-# ---- cached_model ---------------------------------------------------------------------------
-
-
-def test_cached_model_builds_once_then_loads(tmp_path, monkeypatch, capsys):
-    from minigpt.io import recipe_key
-    from minigpt.train import cached_model
-
-    monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
-    builds = []
-
-    def build():
-        builds.append(1)
-        torch.manual_seed(len(builds))
-        return nn.Linear(3, 2)
-
-    first = cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(3, 2))
-    again = cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(3, 2))
-    assert len(builds) == 1 and not again.training
-    assert torch.equal(first.weight, again.weight)
-    other = cached_model("lin", {"steps": 2}, build, lambda: nn.Linear(3, 2))  # another recipe
-    assert len(builds) == 2 and not torch.equal(first.weight, other.weight)
-    assert recipe_key({"a": 1, "b": 2}) == recipe_key({"b": 2, "a": 1}) != recipe_key({"a": 2, "b": 2})
-    # A corrupt file is rebuilt, saying why.
-    path = tmp_path / "models" / f"lin-{recipe_key({'steps': 1})}.pt"
-    path.write_bytes(b"not a checkpoint")
-    cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(3, 2))
-    assert len(builds) == 3 and "Ignoring the cached lin model" in capsys.readouterr().out
-    # A file that does not fit the model is rebuilt too.
-    cached_model("lin", {"steps": 1}, build, lambda: nn.Linear(4, 2))
-    assert len(builds) == 4
-
-
-def test_load_or_build_rebuilds_a_file_of_another_format(tmp_path, capsys):
-    from minigpt.train import load_or_build, save_model_file
-
-    path = save_model_file(tmp_path / "m.pt", nn.Linear(3, 2), fmt="someone.else/1")
-    assert torch.load(path, weights_only=True)["format"] == "someone.else/1"
-    built = []
-    model = load_or_build(path, lambda: built.append(1) or nn.Linear(3, 2), lambda: nn.Linear(3, 2),
-                          label="lin", fmt="minigpt.model_cache/1", note="kept")
-    assert built == [1] and not model.training
-    assert "not a minigpt.model_cache/1 file" in capsys.readouterr().out
-    saved = torch.load(path, weights_only=True)  # rewritten in the asked format, with the extra fields
-    assert saved["format"] == "minigpt.model_cache/1" and saved["note"] == "kept"
-    again = load_or_build(path, lambda: built.append(2) or nn.Linear(3, 2), lambda: nn.Linear(3, 2),
-                          label="lin", fmt="minigpt.model_cache/1")
-    assert built == [1] and torch.equal(again.weight, model.weight)
-
-
 # ---- bad batches ----------------------------------------------------------------------------
 
 
@@ -651,129 +471,3 @@ def test_a_device_this_machine_lacks_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="CUDA is not available on this machine") as raised:
         Trainer(Bigram(), make_get_batch(random_stream()), config(device="cuda"))
     assert "device='cpu'" in str(raised.value)
-
-
-# ---- unreadable, corrupt and old checkpoint files ------------------------------------------
-
-
-def zero_64_bytes_in_the_largest_tensor(path) -> None:
-    """Zero 64 bytes in the middle of the largest tensor's storage inside a torch zip file,
-    keeping the file's length: the damage a bad disk or copy does, which torch.load misses."""
-    with zipfile.ZipFile(path) as archive:
-        info = max((i for i in archive.infolist() if "/data/" in i.filename),
-                   key=lambda i: i.file_size)
-    raw = bytearray(path.read_bytes())
-    name_length, extra_length = struct.unpack_from("<HH", raw, info.header_offset + 26)
-    start = info.header_offset + 30 + name_length + extra_length + info.file_size // 2 - 32
-    assert info.compress_type == zipfile.ZIP_STORED and info.file_size >= 128
-    assert any(raw[start : start + 64])  # something to destroy
-    raw[start : start + 64] = bytes(64)
-    path.write_bytes(bytes(raw))
-
-
-def spoil(path, how: str) -> None:
-    """Turn the checkpoint at ``path`` into one of the unusable files learners meet."""
-    if how == "empty":
-        path.write_bytes(b"")
-    elif how == "text":
-        path.write_text("hello, I am not a checkpoint\n")
-    elif how == "pickled object":  # torch.save of objects: refused by weights_only=True
-        torch.save({"model": argparse.Namespace(lr=1)}, path)
-    elif how == "plain pickle":
-        path.write_bytes(pickle.dumps({"model": {}}))
-    elif how == "truncated":
-        path.write_bytes(path.read_bytes()[:-10])
-    elif how == "cut in half":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    elif how == "64 bytes zeroed":
-        zero_64_bytes_in_the_largest_tensor(path)
-    else:
-        raise AssertionError(how)
-
-
-SPOILED = {
-    "empty": r"is empty \(0 bytes\), not a minigpt checkpoint",
-    "text": r"is not a torch file \(it starts with b'hell'",
-    "pickled object": (r"holds pickled Python objects \(such as argparse.Namespace\).*never "
-                       "loads pickled code"),
-    "plain pickle": "is a plain pickle file, not a minigpt checkpoint",
-    "truncated": "is truncated or corrupt",
-    "cut in half": "is truncated or corrupt",
-    "64 bytes zeroed": "has changed since it was saved: the checksum of its tensors does not match",
-}
-
-
-@pytest.mark.parametrize("how", SPOILED)
-def test_an_unusable_checkpoint_file_is_a_clear_error(tmp_path, how):
-    path = tmp_path / "run.pt"
-    trainer = Trainer(Bigram(width=32), make_get_batch(random_stream()), config(max_steps=2))
-    trainer.fit()
-    trainer.save(path)
-    spoil(path, how)
-    with pytest.raises(UnreadableCheckpointError, match=SPOILED[how]) as raised:
-        load_checkpoint(path)
-    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
-    with pytest.raises(UnreadableCheckpointError, match=SPOILED[how]):
-        Trainer(Bigram(width=32), make_get_batch(random_stream()), config()).resume(path)
-
-
-def test_checkpoints_carry_a_checksum_and_old_ones_without_it_still_load(tmp_path):
-    path = tmp_path / "run.pt"
-    trainer = Trainer(Bigram(), make_get_batch(periodic_stream()), config(max_steps=3))
-    trainer.fit()
-    trainer.save(path)
-    checkpoint = torch.load(path, weights_only=True)
-    assert len(checkpoint["tensors_sha256"]) == 64
-    # A checkpoint written before the checksum existed: no key, loaded without the check.
-    del checkpoint["tensors_sha256"]
-    torch.save(checkpoint, path)
-    assert "tensors_sha256" not in load_checkpoint(path)
-    resumed = Trainer.load(path, Bigram(), make_get_batch(periodic_stream()), max_steps=5)
-    assert resumed.step == 3
-    resumed.fit()
-    assert resumed.step == 5
-
-
-def test_tensors_sha256_covers_bytes_dtypes_shapes_and_places_in_any_key_order():
-    from minigpt.train import tensors_sha256
-
-    a, b = torch.arange(6.0), torch.ones(2)
-    digest = tensors_sha256({"a": a, "b": [b, 1]})
-    assert digest == tensors_sha256({"b": [b.clone(), 2], "a": a.clone()})  # plain values: not
-    for other in ({"a": a.reshape(2, 3), "b": [b]}, {"a": a.double(), "b": [b]},
-                  {"b": a, "a": [b]}, {"a": a.clone().index_fill_(0, torch.tensor([5]), 0),
-                                       "b": [b]}):
-        assert tensors_sha256(other) != digest
-
-
-# ---- load_or_build and damaged cache files --------------------------------------------------
-
-
-@pytest.mark.parametrize("how", ["truncated", "cut in half", "64 bytes zeroed", "empty"])
-def test_load_or_build_rebuilds_a_damaged_file_saying_why(tmp_path, capsys, how):
-    from minigpt.train import load_or_build, save_model_file
-
-    path = save_model_file(tmp_path / "m.pt", nn.Linear(64, 64))
-    spoil(path, how)
-    built = []
-    model = load_or_build(path, lambda: built.append(1) or nn.Linear(64, 64),
-                          lambda: nn.Linear(64, 64), label="lin")
-    assert built == [1] and not model.training
-    said = capsys.readouterr().out
-    assert "Ignoring the cached lin model (UnreadableCheckpointError: m.pt " in said
-    assert "training it again" in said
-    again = load_or_build(path, lambda: built.append(2) or nn.Linear(64, 64),
-                          lambda: nn.Linear(64, 64), label="lin")
-    assert built == [1] and torch.equal(again.weight, model.weight)  # the rebuilt file is good
-
-
-def test_load_or_build_loads_a_cache_file_written_before_checksums(tmp_path, capsys):
-    from minigpt.train import MODEL_CACHE_FORMAT, load_or_build
-
-    path = tmp_path / "m.pt"
-    saved = nn.Linear(3, 2)
-    torch.save({"format": MODEL_CACHE_FORMAT, "recipe": {"steps": 1}, "model": saved.state_dict()},
-               path)  # what save_model_file wrote before it stored a checksum
-    model = load_or_build(path, lambda: pytest.fail("rebuilt an old file"), lambda: nn.Linear(3, 2),
-                          label="lin")
-    assert torch.equal(model.weight, saved.weight) and capsys.readouterr().out == ""
