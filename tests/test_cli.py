@@ -2,13 +2,12 @@
 
 import argparse
 import pickle
-import struct
 import subprocess
 import sys
-import zipfile
 
 import pytest
 import torch
+from tiny_training import zero_64_bytes_in_the_largest_tensor
 
 from minigpt import cli
 from minigpt.cli import load_model, main
@@ -215,20 +214,6 @@ def test_tokenizer_spec_names_the_option_that_makes_a_tokenizer():
 def test_sample_refuses_a_negative_max_new_tokens(capsys, trained):
     code, _, err = run(capsys, "sample", "--checkpoint", str(trained), "--max-new-tokens", "-1")
     assert "--max-new-tokens must be >= 0" in one_error_line(code, err)
-
-
-def zero_64_bytes_in_the_largest_tensor(path) -> None:
-    """Zero 64 bytes in the middle of the largest tensor's storage inside a torch zip file, at
-    the same length (as in tests/tiny_training.py)."""
-    with zipfile.ZipFile(path) as archive:
-        info = max((i for i in archive.infolist() if "/data/" in i.filename),
-                   key=lambda i: i.file_size)
-    raw = bytearray(path.read_bytes())
-    name_length, extra_length = struct.unpack_from("<HH", raw, info.header_offset + 26)
-    start = info.header_offset + 30 + name_length + extra_length + info.file_size // 2 - 32
-    assert info.compress_type == zipfile.ZIP_STORED and any(raw[start : start + 64])
-    raw[start : start + 64] = bytes(64)
-    path.write_bytes(bytes(raw))
 
 
 @pytest.mark.parametrize("how, message", [
