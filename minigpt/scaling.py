@@ -58,7 +58,7 @@ from torch import nn
 
 from minigpt.data import load_corpus, make_get_batch, split_text, to_ids_array
 from minigpt.gpt import GPT, GPTConfig
-from minigpt.io import sha256_bytes
+from minigpt.io import sha256_bytes, write_text_atomic
 from minigpt.runtime import profile as active_profile
 from minigpt.runtime import seed_everything
 from minigpt.tokenizers import CharTokenizer
@@ -583,7 +583,7 @@ def save_results(path: str | os.PathLike, results: Sequence[RunResult],
     """Write ``results`` as JSON, with ``environment_meta()`` updated by ``meta``."""
     data = {"format": FORMAT, "meta": {**environment_meta(), **(meta or {})},
             "runs": [r.to_dict() for r in results]}
-    Path(path).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def load_results(path: str | os.PathLike) -> tuple[list[RunResult], dict[str, Any]]:

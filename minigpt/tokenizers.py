@@ -60,7 +60,7 @@ from minigpt.bpe import (
     as_id_list,
     train_bpe,
 )
-from minigpt.io import sha256_bytes, sha256_file, write_bytes_atomic
+from minigpt.io import sha256_bytes, sha256_file, write_bytes_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     import tiktoken
@@ -491,8 +491,8 @@ def tokenizer_from_dict(data: object, source: str = "the data"
 
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
-    """Write ``tok`` to ``path`` as JSON; ``load_tokenizer`` reads it back."""
-    Path(path).write_text(json.dumps(tokenizer_to_dict(tok)), encoding="utf-8")
+    """Write ``tok`` to ``path`` as JSON (atomically); ``load_tokenizer`` reads it back."""
+    write_text_atomic(path, json.dumps(tokenizer_to_dict(tok)))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
