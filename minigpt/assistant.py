@@ -26,7 +26,7 @@ import random
 import string
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,26 +73,57 @@ __all__ = [
 
 # ---- the world: tokenizer, data recipe and models -----------------------------------------------
 
+STAGES = ("base", "sft", "preferences", "reward")  # each stage starts from the one before
+
+
+def _recipe(stage: str, default: Any = None, **by_profile_values: Any) -> Any:
+    """A field of ``stage``'s recipe: its cache key, and every later stage's, hash it. Given
+    ``ci=..., cpu=..., gpu=...``, the value is read from the profile when a world is made (not
+    when this module is imported), so switching ``MINIGPT_PROFILE`` takes effect."""
+    metadata = {"stage": stage}
+    if by_profile_values:
+        return field(default_factory=lambda: by_profile(**by_profile_values), metadata=metadata)
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class AssistantWorld:
     """Everything chapters 08-12 share about the assistant world: the chat tokenizer, the model
-    shape and the recipes of the base and SFT models, sized by the profile."""
+    shape and the recipe of every stage (base, SFT, preferences, reward), sized by the profile.
+
+    Every field but the tokenizer belongs to a stage (``_recipe``); ``key(stage)`` hashes all
+    fields of that stage and of the stages before it, so no value that decides a model can be
+    left out of its cache name (a test checks that every field has a stage)."""
 
     tokenizer: ChatTokenizer
-    model: dict = field(default_factory=lambda: {"block_size": 128, "n_layer": 2, "n_head": 4,
-                                                 "n_embd": 128})
-    pretrain_steps: int = by_profile(ci=40, cpu=1500, gpu=4000)
-    annotator_noise: float = 0.1  # the share of preference labels flipped (chapters 09-10)
-    preference_questions: int = by_profile(ci=300, cpu=16000, gpu=32000)
-    reward_steps: int = by_profile(ci=20, cpu=600, gpu=1200)
-    reward_lr: float = 1e-3
-    pretrain_batch: int = 32
-    world_share: float = 0.8  # share of the pre-training characters about the world
-    sft_examples: int = by_profile(ci=400, cpu=4000, gpu=8000)
-    sft_steps: int = by_profile(ci=20, cpu=600, gpu=1200)
-    sft_batch: int = 32
-    sft_replay: float = 0.0  # share of each SFT batch that is pre-training text (0.25: see LOG)
-    seed: int = 0
+    # base: pre-training on wiki mixed with text about the world
+    model: dict = _recipe("base", {"block_size": 128, "n_layer": 2, "n_head": 4,  # noqa: RUF009
+                                   "n_embd": 128})  # (_recipe returns a dataclasses.field)
+    pretrain_steps: int = _recipe("base", ci=40, cpu=1500, gpu=4000)
+    pretrain_batch: int = _recipe("base", 32)
+    pretrain_lr: float = _recipe("base", 3e-3)
+    pretrain_min_lr_ratio: float = _recipe("base", 0.1)
+    pretrain_weight_decay: float = _recipe("base", 0.1)
+    world_share: float = _recipe("base", 0.8)  # share of the pre-training characters about the world
+    seed: int = _recipe("base", 0)
+    # sft: fine-tuning on instruction data, the loss on answers only
+    sft_examples: int = _recipe("sft", ci=400, cpu=4000, gpu=8000)
+    sft_steps: int = _recipe("sft", ci=20, cpu=600, gpu=1200)
+    sft_batch: int = _recipe("sft", 32)
+    sft_lr: float = _recipe("sft", 1e-3)
+    sft_min_lr_ratio: float = _recipe("sft", 0.1)
+    sft_weight_decay: float = _recipe("sft", 0.0)
+    sft_replay: float = _recipe("sft", 0.0)  # share of each SFT batch that is pre-training text
+    # preferences: pairs of the SFT model's answers, labelled by the annotator (chapters 09-10)
+    preference_questions: int = _recipe("preferences", ci=300, cpu=16000, gpu=32000)
+    annotator_noise: float = _recipe("preferences", 0.1)  # the share of labels flipped
+    # reward: the Bradley-Terry reward model on those pairs
+    reward_steps: int = _recipe("reward", ci=20, cpu=600, gpu=1200)
+    reward_lr: float = _recipe("reward", 1e-3)
+    reward_batch: int = _recipe("reward", 32)
+    reward_weight_decay: float = _recipe("reward", 0.0)
 
     @classmethod
     def build(cls, **overrides) -> AssistantWorld:
@@ -109,23 +140,26 @@ class AssistantWorld:
     def config(self) -> GPTConfig:
         return GPTConfig(vocab_size=self.tokenizer.vocab_size, **self.model)
 
-    def key(self, stage: str) -> str:
-        """A short hash of everything that determines the ``stage`` model (its cache name): the
-        recipe's fields, the vocabulary and a sample of the world's data. A stage's key covers only
-        the fields its model depends on, so changing a later stage's recipe (the reward model's,
-        say) keeps the earlier models."""
-        recipe = {k: v for k, v in asdict(self).items() if k != "tokenizer"}
+    def recipe(self, stage: str) -> dict[str, Any]:
+        """Every value that decides the ``stage`` model: the fields of that stage and of the
+        stages before it, the vocabulary, and samples of the world's data (so that a change to
+        the world's text or questions is a new recipe too)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}: the stages are {', '.join(STAGES)}")
+        upto = STAGES[: STAGES.index(stage) + 1]
+        recipe = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.metadata.get("stage") in upto}
         recipe["vocab"] = self.tokenizer.base.itos
         recipe["world"] = tasks.world_text(100, seed=1)
-        recipe["instructions"] = repr(tasks.instruction_data(50, seed=1))
-        base = ("model", "pretrain_steps", "pretrain_batch", "world_share", "seed", "vocab", "world")
-        sft = (*base, "sft_examples", "sft_steps", "sft_batch", "sft_replay", "instructions")
-        fields = {"base": base, "sft": sft,
-                  "preferences": (*sft, "preference_questions", "annotator_noise")}
-        if stage in fields:
-            recipe = {k: recipe[k] for k in fields[stage]}
+        if "sft" in upto:
+            recipe["instructions"] = repr(tasks.instruction_data(50, seed=1))
         recipe["stage"] = stage
-        return recipe_key(recipe)
+        return recipe
+
+    def key(self, stage: str) -> str:
+        """A short hash of ``recipe(stage)``: the ``stage`` model's cache name. Changing a later
+        stage's recipe (the reward model's, say) keeps the earlier models."""
+        return recipe_key(self.recipe(stage))
 
 
 def pretraining_text(world: AssistantWorld) -> str:
@@ -178,8 +212,10 @@ def base_model(world: AssistantWorld, progress: bool = True) -> GPT:
         get_batch = data.make_get_batch({"train": ids[:cut], "val": ids[cut:]},
                                         world.pretrain_batch, world.model["block_size"])
         steps = world.pretrain_steps
-        cfg = TrainConfig(max_steps=steps, lr=3e-3, min_lr_ratio=0.1, warmup_steps=min(100, steps // 5),
-                          weight_decay=0.1, eval_interval=0, progress=progress, seed=world.seed)
+        cfg = TrainConfig(max_steps=steps, lr=world.pretrain_lr,
+                          min_lr_ratio=world.pretrain_min_lr_ratio,
+                          warmup_steps=min(100, steps // 5), weight_decay=world.pretrain_weight_decay,
+                          eval_interval=0, progress=progress, seed=world.seed)
         Trainer(model, get_batch, cfg).fit()
         return model
     return _cached_model(world, "base", build)
@@ -383,10 +419,10 @@ def train_reward(world: AssistantWorld, model: GPT, train: Sequence[Preference],
     rm = reward.RewardModel.from_gpt(model)
     steps = world.reward_steps if steps is None else steps
     config = TrainConfig(max_steps=steps, lr=world.reward_lr, warmup_steps=min(30, steps // 5),
-                         weight_decay=0.0, eval_interval=max(steps // 6, 5), eval_steps=5,
-                         progress=progress, seed=world.seed)
+                         weight_decay=world.reward_weight_decay, eval_interval=max(steps // 6, 5),
+                         eval_steps=5, progress=progress, seed=world.seed)
     history = reward.train_reward_model(rm, to_pairs(world, train), config,
-                                        pad_id=world.tokenizer.end_id, batch_size=32,
+                                        pad_id=world.tokenizer.end_id, batch_size=world.reward_batch,
                                         val_pairs=to_pairs(world, val) if val else None)
     return rm, history
 

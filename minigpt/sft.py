@@ -133,22 +133,24 @@ def sft_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return masked_loss(logits, y, mask)
 
 
-def finetune(model: nn.Module, world: AssistantWorld, steps: int | None = None, lr: float = 1e-3,
-             examples: Sequence[tuple[tasks.Question, str]] | None = None,
+def finetune(model: nn.Module, world: AssistantWorld, steps: int | None = None,
+             lr: float | None = None, examples: Sequence[tuple[tasks.Question, str]] | None = None,
              progress: bool = True) -> History:
     """Fine-tune ``model`` in place on instruction data (``tasks.instruction_data``, or
     ``examples``), with the loss on answers only, and ``world.sft_replay`` of each batch
-    pre-training text (``sft_batches``). Returns the training history."""
+    pre-training text (``sft_batches``). ``steps`` and ``lr`` default to the world's SFT recipe
+    (``world.sft_steps``, ``world.sft_lr``). Returns the training history."""
     tok = world.tokenizer
     examples = examples if examples is not None else tasks.instruction_data(world.sft_examples,
                                                                             seed=world.seed)
     rows = [render(tok, q.prompt, response) for q, response in examples]
-    share = getattr(world, "sft_replay", 0.0)
+    share = world.sft_replay
     get_batch = sft_batches(rows, world.sft_batch, model.cfg.block_size, pad_id=tok.end_id,
                             generator=torch.Generator().manual_seed(world.seed),
                             replay=world.pretraining_ids() if share else None, replay_share=share)
     steps = world.sft_steps if steps is None else steps
-    cfg = TrainConfig(max_steps=steps, lr=lr, min_lr_ratio=0.1, warmup_steps=min(30, steps // 5),
-                      weight_decay=0.0, eval_interval=max(steps // 5, 1), eval_steps=5,
-                      progress=progress, seed=world.seed)
+    cfg = TrainConfig(max_steps=steps, lr=world.sft_lr if lr is None else lr,
+                      min_lr_ratio=world.sft_min_lr_ratio, warmup_steps=min(30, steps // 5),
+                      weight_decay=world.sft_weight_decay, eval_interval=max(steps // 5, 1),
+                      eval_steps=5, progress=progress, seed=world.seed)
     return Trainer(model, get_batch, cfg, loss_fn=sft_loss).fit()

@@ -237,6 +237,49 @@ def test_each_stage_key_covers_only_what_its_model_depends_on(world):
     assert other_sft.key("base") == world.key("base") and other_sft.key("sft") != world.key("sft")
 
 
+def test_every_recipe_value_is_in_its_stage_key_and_the_later_ones(world):
+    """No field can be left out of a cache name: each belongs to a stage, and changing it
+    changes that stage's key and every later one's, never an earlier one's. (Before, the
+    learning rates and weight decays were hard-coded and not hashed: change one and the old
+    model was silently reused.)"""
+    stages = assistant.STAGES
+    recipe_fields = [f for f in dataclasses.fields(world) if f.name != "tokenizer"]
+    assert all(f.metadata.get("stage") in stages for f in recipe_fields)
+    for f in recipe_fields:
+        value = getattr(world, f.name)
+        changed = ({**value, "n_embd": value["n_embd"] * 2} if isinstance(value, dict)
+                   else value + 1 if isinstance(value, int) else value * 0.5 + 0.125)
+        other = dataclasses.replace(world, **{f.name: changed})
+        own = stages.index(f.metadata["stage"])
+        for i, stage in enumerate(stages):
+            assert (other.key(stage) != world.key(stage)) == (i >= own), (f.name, stage)
+    for name in ("pretrain_lr", "sft_lr", "reward_lr", "pretrain_weight_decay"):
+        assert name in {f.name for f in recipe_fields}
+    with pytest.raises(ValueError, match="unknown stage 'lora'"):
+        world.key("lora")
+
+
+def test_the_profile_is_read_when_a_world_is_made_not_at_import(world, monkeypatch):
+    monkeypatch.setenv("MINIGPT_PROFILE", "ci")
+    ci = assistant.AssistantWorld(world.tokenizer)
+    monkeypatch.setenv("MINIGPT_PROFILE", "cpu")
+    cpu = assistant.AssistantWorld(world.tokenizer)
+    assert (ci.pretrain_steps, ci.sft_steps, ci.reward_steps) == (40, 20, 20)
+    assert (cpu.pretrain_steps, cpu.sft_steps, cpu.reward_steps) == (1500, 600, 600)
+    assert ci.model == cpu.model and ci.model is not cpu.model  # architectures never change
+
+
+def test_finetune_takes_its_learning_rate_from_the_recipe(world, monkeypatch):
+    seen = []
+    monkeypatch.setattr(sft, "Trainer", lambda model, get_batch, cfg, loss_fn: seen.append(cfg)
+                        or type("T", (), {"fit": lambda self: None})())
+    model = GPT(world.config())
+    sft.finetune(model, dataclasses.replace(world, sft_lr=5e-4), steps=5, progress=False)
+    sft.finetune(model, world, steps=5, lr=2e-3, progress=False)
+    assert [c.lr for c in seen] == [5e-4, 2e-3]
+    assert seen[0].weight_decay == world.sft_weight_decay
+
+
 def test_preferences_are_cached_and_a_corrupt_file_is_sampled_again(world, tmp_path, monkeypatch,
                                                                     capsys):
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))

@@ -126,6 +126,9 @@ def test_pinned_key_model_cache_cached_model(tmp_path, monkeypatch):
 
 
 def test_pinned_keys_assistant_world():
+    # Changed on purpose once since: the stages' recipes now hold their learning rates, weight
+    # decays and batch sizes (they were hard-coded and not hashed: a stale-cache bug), so these
+    # keys were computed by the fixed code; the two other pins above and below are the old ones.
     from minigpt.assistant import AssistantWorld
     from minigpt.tokenizers import CharTokenizer, ChatTokenizer
 
@@ -134,8 +137,8 @@ def test_pinned_keys_assistant_world():
                            pretrain_steps=40, preference_questions=300, reward_steps=20,
                            sft_examples=400, sft_steps=20)
     assert {stage: world.key(stage) for stage in ("base", "sft", "preferences", "reward")} == {
-        "base": "f8e8a5c604d5", "sft": "16ca38be176f", "preferences": "a5122cc7a492",
-        "reward": "5058a7a68398"}
+        "base": "8d10f85944a4", "sft": "1db19b13e0e0", "preferences": "2ab2339a0985",
+        "reward": "897ab709319f"}
 
 
 def test_pinned_key_compress_pretrained_gpt(tmp_path, monkeypatch):
