@@ -44,6 +44,7 @@ from minigpt.tokenizers import CharTokenizer, ChatTokenizer
 from minigpt.train import TrainConfig, Trainer
 
 __all__ = [
+    "STAGES",
     "AssistantWorld",
     "Preference",
     "PromptSampler",

@@ -24,7 +24,6 @@ Attention written out by hand, other position encodings and the MLP live in
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass, replace
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minigpt.attention import MLP
+from minigpt.metrics import is_integer
 from minigpt.runtime import evaluating
 
 
@@ -151,29 +151,19 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-def _is_int(value: object) -> bool:
-    """True for integers (Python, NumPy, 0-d integer tensors); False for bools and floats,
-    even whole ones such as 5.0."""
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return not isinstance(value, bool)
-
-
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None,
                    max_new_tokens: int | None = None) -> None:
     """Raise ValueError (TypeError for a non-integer count), saying what is allowed, for
     sampling settings that make no sense. ``max_new_tokens`` is checked when given."""
     if not temperature >= 0:  # also catches NaN
         raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and not _is_int(top_k):
+    if top_k is not None and not is_integer(top_k):
         raise TypeError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (or None for no limit), got {top_p}")
-    if max_new_tokens is not None and not _is_int(max_new_tokens):
+    if max_new_tokens is not None and not is_integer(max_new_tokens):
         raise TypeError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if max_new_tokens is not None and max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0 (how many tokens to add to the prompt), "

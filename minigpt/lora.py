@@ -46,6 +46,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from minigpt.metrics import is_integer
+
 __all__ = ["LoRALinear", "apply_lora", "load_lora_state_dict", "lora_layers", "lora_parameters",
            "lora_state_dict", "merge_lora", "remove_lora", "trainable_share", "unmerge_lora"]
 
@@ -53,7 +55,7 @@ __all__ = ["LoRALinear", "apply_lora", "load_lora_state_dict", "lora_layers", "l
 def _check_rank_alpha(rank: int, alpha: float, layers: dict[str, nn.Linear]) -> None:
     """Raise ValueError, saying what to pass, unless ``rank`` is an integer from 1 to every
     layer's min(in_features, out_features) and ``alpha`` a finite number > 0."""
-    if not (isinstance(rank, int) and rank >= 1):
+    if not (is_integer(rank) and rank >= 1):
         raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
     if not (isinstance(alpha, numbers.Real) and math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a finite number > 0 (the update is scaled by "

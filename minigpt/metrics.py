@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import operator
 
-__all__ = ["bits_per_byte", "bits_per_token", "check_count", "perplexity"]
+__all__ = ["bits_per_byte", "bits_per_token", "check_count", "is_integer", "perplexity"]
 
 
 def _check_loss(loss_nats: float) -> float:
@@ -50,12 +50,21 @@ def _check_loss(loss_nats: float) -> float:
     return loss  # +inf is allowed: a model that gives a seen token probability 0
 
 
+def is_integer(value: object) -> bool:
+    """True for integers (Python, NumPy, 0-d integer tensors); False for bools and for floats,
+    even whole ones such as 5.0. The one test of "is this a count?" the package uses."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool)
+
+
 def check_count(value: int, name: str) -> int:
     """Return ``value`` as an int, or raise if it is not a positive integer."""
-    try:
-        count = operator.index(value)  # ints and NumPy integers, but not floats
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if not is_integer(value):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    count = operator.index(value)
     if count <= 0:
         raise ValueError(f"{name} must be positive, got {count}")
     return count
