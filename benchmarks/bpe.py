@@ -20,15 +20,15 @@ from collections.abc import Callable
 
 import regex
 
-from minigpt.tokenizers import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, train_bpe
+from minigpt.data.tokenizers import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, train_bpe
 
 WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
 def load_text(name: str) -> str:
-    """The corpus from ``minigpt.data``, or (wiki only) straight from gensim's test data."""
+    """The corpus from ``minigpt.data.corpora``, or (wiki only) straight from gensim's test data."""
     try:
-        from minigpt.data import load_corpus
+        from minigpt.data.corpora import load_corpus
     except ImportError:
         if name != "wiki":
             raise
@@ -68,7 +68,7 @@ def train_huggingface(text: str, vocab_size: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="wiki", help="a minigpt.data corpus name")
+    parser.add_argument("--corpus", default="wiki", help="a minigpt.data.corpora corpus name")
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument(
         "--repeat", type=int, default=1, help="time each training N times, keep the best"

@@ -8,7 +8,7 @@
    context 64, batch 12, 2,000 steps, lr 1e-3 with cosine decay to 1e-4, no dropout), trained
    with the course's Trainer on the first 90% of the characters; target: at most 1.88 nats per
    character on the last 10%, measured over the whole split.
-2. Training speed: tokens per second of ``minigpt.gpt.GPT`` beside a plain reference, the same
+2. Training speed: tokens per second of ``minigpt.models.gpt.GPT`` beside a plain reference, the same
    model written the straightforward way (attention by hand: matmul, mask, softmax, matmul),
    timed in turns in this process on the same batches.
 3. Generation: 256 new tokens with and without the KV cache (target: at least 3x faster), with
@@ -28,16 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigpt import data
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.tokenizers import CharTokenizer
-from minigpt.train import TrainConfig, Trainer, heldout_loss
+from minigpt.data import corpora
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
 
 TARGET_NATS = 1.88
 
 
 class ReferenceGPT(nn.Module):
-    """The same architecture as minigpt.gpt.GPT, written plainly: one Linear per projection
+    """The same architecture as minigpt.models.gpt.GPT, written plainly: one Linear per projection
     per head-group, attention as explicit matrix products with a causal mask."""
 
     def __init__(self, cfg: GPTConfig):
@@ -79,9 +79,9 @@ class ReferenceGPT(nn.Module):
 
 def load(name: str) -> tuple[CharTokenizer, dict[str, np.ndarray]]:
     """Characters of the corpus, split 90/10 as nanoGPT's shakespeare_char does."""
-    text = data.load_corpus(name)
+    text = corpora.load_corpus(name)
     tok = CharTokenizer.fit(text)
-    ids = data.to_ids_array(tok.encode(text), tok.vocab_size)
+    ids = corpora.to_ids_array(tok.encode(text), tok.vocab_size)
     cut = int(len(ids) * 0.9)
     return tok, {"train": ids[:cut], "val": ids[cut:]}
 
@@ -129,12 +129,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     try:
         tok, ids = load(args.corpus)
-    except data.CorpusUnavailableError as err:
+    except corpora.CorpusUnavailableError as err:
         raise SystemExit(f"{err}\n\nOffline, run `python benchmarks/gpt_cpu.py --corpus wiki`: "
                          "speed figures hold, the 1.88 quality target is TinyShakespeare's.")
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128,
                     dropout=0.0)
-    get_batch = data.make_get_batch(ids, batch_size=12, block_size=cfg.block_size)
+    get_batch = corpora.make_get_batch(ids, batch_size=12, block_size=cfg.block_size)
     print(f"corpus {args.corpus}: {len(ids['train']):,} training and {len(ids['val']):,} "
           f"validation characters, {tok.vocab_size} distinct; torch {torch.__version__}, "
           f"{args.threads} threads")

@@ -4,7 +4,7 @@
     python benchmarks/ngram.py --order 2 --score-tokens 1000
 
 Both models count the same training text: ``wiki``'s train split, words from
-``minigpt.tokenizers.WordTokenizer`` (seen at least twice, else ``<unk>``), one sentence at a
+``minigpt.data.tokenizers.WordTokenizer`` (seen at least twice, else ``<unk>``), one sentence at a
 time. Both then score the same tokens: the words and ``</s>`` of the first sentences of the test
 split. Install the peer with ``pip install -e ".[bench]"``.
 
@@ -32,9 +32,9 @@ import time
 
 import numpy as np
 
-from minigpt import data
-from minigpt.ngram import NGramLM, count_ngrams, encode
-from minigpt.tokenizers import WordTokenizer
+from minigpt.data import corpora
+from minigpt.data.tokenizers import WordTokenizer
+from minigpt.models.ngram import NGramLM, count_ngrams, encode
 
 
 def sentences_in_vocab(text: str, tok: WordTokenizer) -> list[list[str]]:
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--discount", type=float, default=0.75)
     args = parser.parse_args()
 
-    splits = data.split_text(data.load_corpus("wiki"))
+    splits = corpora.split_text(corpora.load_corpus("wiki"))
     tok = WordTokenizer.fit(splits["train"], min_count=2)
     train_sents = sentences_in_vocab(splits["train"], tok)
     test_ids = np.array(encode(splits["test"], tok))

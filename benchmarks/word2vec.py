@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from minigpt import data
-from minigpt import word2vec as w2v
-from minigpt.train import TrainConfig, Trainer
+from minigpt.data import corpora
+from minigpt.models import word2vec as w2v
+from minigpt.train.trainer import TrainConfig, Trainer
 
 
 def train_ours(sents: list[list[str]], config: w2v.Word2VecConfig) -> w2v.Word2VecRun:
@@ -47,9 +47,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gensim's threads")
     args = parser.parse_args()
 
-    sents = w2v.corpus_sentences(data.load_corpus(args.corpus))
+    sents = w2v.corpus_sentences(corpora.load_corpus(args.corpus))
     config = w2v.Word2VecConfig(dim=args.dim, epochs=args.epochs, cbow=args.cbow)
-    bench = {name: data.load_benchmark(name)
+    bench = {name: corpora.load_benchmark(name)
              for name in ["wordsim353", "simlex999", "questions-words"]}
     print(f"corpus {args.corpus}: {w2v.corpus_words(sents):,} words; {config}")
     rows = {}

@@ -1,20 +1,26 @@
 """minigpt: the shared package of the course "from n-grams to ChatGPT".
 
-Every notebook imports it. The top level holds the runtime (profiles, device, seeding); the
-rest lives in modules named after what they hold:
+Every notebook imports it. The top level holds the runtime's everyday names (profiles,
+device, seeding); the rest lives in folders, one per layer, lowest first (``LAYERS``):
 
-- ``minigpt.data``        named corpora (offline first), splits, batches of token windows
-- ``minigpt.tokenizers``  character, word and byte-level BPE tokenizers; OpenAI's encodings offline
-- ``minigpt.metrics``     perplexity and bits per byte
-- ``minigpt.train``       the one Trainer every neural chapter uses
-- ``minigpt.gpt``         a small decoder-only Transformer and sampling
-- ``minigpt.checks``      checks for the exercise notebooks
+- ``minigpt.core``     runtime (profile, device, seed, cache folder), file plumbing, metrics
+- ``minigpt.data``     corpora, splits and batches, tokenizers, BPE, task data
+- ``minigpt.models``   n-grams, word2vec, RNNs, attention, the Transformer, GPT
+- ``minigpt.train``    the Trainer, checkpoints, the model cache, several processes
+- ``minigpt.methods``  what is done to models: scaling laws, SFT, reward models, PPO, DPO, ...
+- ``minigpt.world``    the assistant world of chapters 08-12: questions, recipes, cached stages
+- ``minigpt.course``   what the notebooks need around the lessons: widgets, the leaderboard,
+                       exercise checks, notebook upkeep
 
-See docs/ARCHITECTURE.md for the module map and the direction of imports.
+A module imports only from its own layer or lower ones, and nothing imports in a circle
+(``tests/test_repo.py`` builds the import graph from the code and checks both).
+See docs/ARCHITECTURE.md for the module map and the flows.
 """
 
-from minigpt.runtime import PROFILES, by_profile, cache_dir, device, profile, seed_everything
+from minigpt.core.runtime import PROFILES, by_profile, cache_dir, device, profile, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["PROFILES", "by_profile", "cache_dir", "device", "profile", "seed_everything"]
+LAYERS = ("core", "data", "models", "train", "methods", "world", "course")
+
+__all__ = ["LAYERS", "PROFILES", "by_profile", "cache_dir", "device", "profile", "seed_everything"]

@@ -6,14 +6,14 @@
     python -m minigpt sample --checkpoint runs/wiki.pt --prompt "The history of " --top-p 0.9
     torchrun --standalone --nproc_per_node=2 -m minigpt train --corpus wiki --out runs/wiki.pt
 
-``train`` does what chapter 06 does in cells: load a corpus (``minigpt.data``), fit a
+``train`` does what chapter 06 does in cells: load a corpus (``minigpt.data.corpora``), fit a
 tokenizer on its training part, build ``GPT`` from a preset, train it with the one
 ``Trainer`` (progress bar, warmup + cosine, checkpoints), and report held-out bits per byte.
 The checkpoint holds the model's settings and the tokenizer beside the weights, so ``sample``
 needs nothing but the file; it loads with ``torch.load(..., weights_only=True)``.
 
 Started by ``torchrun`` (or ``python -m torch.distributed.run``), ``train`` runs on several
-processes with data parallelism (``minigpt.distributed``): each process draws ``--batch-size``
+processes with data parallelism (``minigpt.train.distributed``): each process draws ``--batch-size``
 sequences per step, so the global batch is that times the number of processes; only the first
 process prints and writes the checkpoint.
 """
@@ -31,13 +31,15 @@ from pathlib import Path
 
 import torch
 
-from minigpt import data, distributed, metrics
-from minigpt.checkpoint import load_checkpoint
-from minigpt.gpt import GPT, PRESETS, GPTConfig, sample
-from minigpt.runtime import check_device, seed_everything
-from minigpt.runtime import device as best_device
-from minigpt.tokenizers import CharTokenizer, tokenizer_from_dict, tokenizer_to_dict, train_bpe
-from minigpt.train import TrainConfig, Trainer, heldout_loss
+from minigpt.core import metrics
+from minigpt.core.runtime import check_device, seed_everything
+from minigpt.core.runtime import device as best_device
+from minigpt.data import corpora
+from minigpt.data.tokenizers import CharTokenizer, tokenizer_from_dict, tokenizer_to_dict, train_bpe
+from minigpt.models.gpt import GPT, PRESETS, GPTConfig, sample
+from minigpt.train import distributed
+from minigpt.train.checkpoint import load_checkpoint
+from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
 
 
 def make_tokenizer(spec: str, text: str):
@@ -142,8 +144,8 @@ def train(args: argparse.Namespace) -> float:
 def _train(args: argparse.Namespace) -> float:
     main_process = distributed.is_main()
     out = Path(args.out)
-    text = data.load_corpus(args.corpus)
-    parts = data.split_text(text)
+    text = corpora.load_corpus(args.corpus)
+    parts = corpora.split_text(text)
     seed_everything(args.seed)
     resumed = args.resume and out.exists()
     if resumed:
@@ -178,9 +180,9 @@ def _train(args: argparse.Namespace) -> float:
         overrides = {name: getattr(args, name) for name in ("block_size", "dropout")
                      if getattr(args, name) is not None}
         cfg = GPTConfig.preset(preset, tokenizer.vocab_size, **overrides)
-    ids = {name: data.to_ids_array(tokenizer.encode(part), tokenizer.vocab_size)
+    ids = {name: corpora.to_ids_array(tokenizer.encode(part), tokenizer.vocab_size)
            for name, part in parts.items()}
-    get_batch = data.make_get_batch({"train": ids["train"], "val": ids["val"]},
+    get_batch = corpora.make_get_batch({"train": ids["train"], "val": ids["val"]},
                                     args.batch_size, cfg.block_size)
     model = GPT(cfg)
     config = {"max_steps": args.steps, "lr": args.lr, "warmup_steps": min(100, args.steps // 10),
@@ -246,7 +248,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Train a GPT on a corpus and save a checkpoint. Started by "
                        "torchrun --nproc_per_node=N, it trains on N processes (data parallel): "
                        "--batch-size is per process, so the global batch is batch x N.")
-    t.add_argument("--corpus", default="wiki", help="a name from minigpt.data.list_corpora()")
+    t.add_argument("--corpus", default="wiki", help="a name from minigpt.data.corpora.list_corpora()")
     t.add_argument("--tokenizer", help="char or bpe:N (default: char; on --resume, the run's)")
     t.add_argument("--preset", choices=list(PRESETS), help="model size (default: micro)")
     t.add_argument("--block-size", type=int, help="context length (default: the preset's)")

@@ -23,11 +23,11 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from minigpt import course  # noqa: E402
+from minigpt.course import notebooks
 
 
 def all_notebooks() -> list[Path]:
-    return sorted(p for d in course.NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
+    return sorted(p for d in notebooks.NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
 
 
 def runnable_notebooks() -> list[Path]:
@@ -37,15 +37,15 @@ def runnable_notebooks() -> list[Path]:
 def sync() -> None:
     for path in all_notebooks():
         nb = nbformat.read(path, as_version=4)
-        if course.sync_notebook(nb, path.relative_to(ROOT).as_posix()):
+        if notebooks.sync_notebook(nb, path.relative_to(ROOT).as_posix()):
             nbformat.write(nb, path)
             print(f"synced {path.relative_to(ROOT)}")
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
-    head, rest = text.split(course.README_TABLE_START, 1)
-    _, tail = rest.split(course.README_TABLE_END, 1)
-    table = course.readme_chapter_table(ROOT)
-    new = f"{head}{course.README_TABLE_START}\n{table}\n{course.README_TABLE_END}{tail}"
+    head, rest = text.split(notebooks.README_TABLE_START, 1)
+    _, tail = rest.split(notebooks.README_TABLE_END, 1)
+    table = notebooks.readme_chapter_table(ROOT)
+    new = f"{head}{notebooks.README_TABLE_START}\n{table}\n{notebooks.README_TABLE_END}{tail}"
     if new != text:
         readme.write_text(new, encoding="utf-8")
         print("synced README.md chapter table")
@@ -55,10 +55,10 @@ def run(paths: list[str], profile: str) -> None:
     targets = [Path(p).resolve() for p in paths] or runnable_notebooks()
     for path in targets:
         print(f"running {path.relative_to(ROOT)} under the {profile} profile ...", flush=True)
-        seconds = course.execute_notebook(path, profile=profile)
+        seconds = notebooks.execute_notebook(path, profile=profile)
         print(f"  done in {seconds:.1f} s", flush=True)
         if path.parent.name == "notebooks" and profile == "cpu":
-            if problem := course.time_line_problem(nbformat.read(path, as_version=4)):
+            if problem := notebooks.time_line_problem(nbformat.read(path, as_version=4)):
                 print(f"  note: {problem}", flush=True)
     sync()  # the README table shows the new timings
 
@@ -68,10 +68,10 @@ def check() -> int:
     for path in runnable_notebooks():
         rel = path.relative_to(ROOT).as_posix()
         nb = nbformat.read(path, as_version=4)
-        for problem in course.hygiene_problems(nb, rel):
+        for problem in notebooks.hygiene_problems(nb, rel):
             print(f"{rel}: {problem}")
             bad += 1
-        if path.parent.name == "notebooks" and (problem := course.time_line_problem(nb)):
+        if path.parent.name == "notebooks" and (problem := notebooks.time_line_problem(nb)):
             print(f"{rel}: {problem}")
             bad += 1
     print("all notebooks clean" if not bad else f"{bad} problem(s)")

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Train chapter 07's scaling sweep and save the results, with how they were made, as JSON.
 
-    python scripts/scaling_sweep.py --profile gpu --out minigpt/scaling_gpu.json
+    python scripts/scaling_sweep.py --profile gpu --out minigpt/methods/scaling_gpu.json
     python scripts/scaling_sweep.py --profile ci --out /tmp/scaling_ci.json      # seconds
 
-It trains every size of ``minigpt.scaling.SWEEPS[profile]`` and then the held-out size, on
+It trains every size of ``minigpt.methods.scaling.SWEEPS[profile]`` and then the held-out size, on
 ``wiki`` with the character tokenizer (``scaling.sweep_data``, the notebook's data), and writes
 ``scaling.save_results``' JSON: the runs, and in ``meta`` the exact command, the profile and
 its settings, the code version, the hardware and the date. The notebook reads such a file
@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from minigpt import runtime, scaling  # noqa: E402
+from minigpt.core import runtime
+from minigpt.methods import scaling
 
 
 def main(argv: list[str] | None = None) -> None:

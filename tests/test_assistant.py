@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import assistant, sft, tasks
-from minigpt.gpt import GPT, GPTConfig
+from minigpt.methods import sft
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.world import assistant, tasks
 
 TINY = {"block_size": 128, "n_layer": 1, "n_head": 2, "n_embd": 32}
 
@@ -154,7 +155,7 @@ def test_annotator_scorer_reads_the_masked_response(world):
     good = tok.encode("12 + 5 = 17.") + [tok.end_id, 5, 6]
     bad = tok.encode("18.") + [tok.end_id] * 20
     responses = torch.tensor([good, bad[:len(good)]])
-    from minigpt import rlhf
+    from minigpt.methods import rlhf
     mask = rlhf.response_mask(responses, tok.end_id)
     scores = assistant.annotator_scorer(world, sampler)(prompts, responses, mask)
     judge = tasks.Annotator(noise=0.0)
@@ -192,7 +193,7 @@ def test_parse_question_reads_every_family_back():
 
 
 def test_best_of_n_keeps_the_answer_the_reward_model_prefers(world, monkeypatch):
-    from minigpt import reward
+    from minigpt.methods import reward
 
     torch.manual_seed(0)
     model = GPT(world.config())

@@ -1,4 +1,4 @@
-"""minigpt.attention: attention by hand equals torch's, masks hide what they should, heads
+"""minigpt.models.attention: attention by hand equals torch's, masks hide what they should, heads
 match nn.MultiheadAttention, and position encodings have the properties they are chosen for."""
 
 import math
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt import attention
+from minigpt.models import attention
 
 
 def qkv(B=2, H=3, T=5, D=8, seed=0):

@@ -1,4 +1,4 @@
-"""Tests for minigpt.checkpoint: what a checkpoint holds, atomic saves, the random state it
+"""Tests for minigpt.train.checkpoint: what a checkpoint holds, atomic saves, the random state it
 carries, keys that do not fit, and files that cannot be used (empty, not torch, pickled objects,
 truncated, changed since saved). The checkpoints come from Trainers of the tiny models of
 tests/tiny_training.py.
@@ -10,7 +10,7 @@ import torch
 from tiny_training import Bigram, config, make_get_batch, periodic_stream, random_stream, spoil
 from torch import nn
 
-from minigpt.checkpoint import (
+from minigpt.train.checkpoint import (
     CheckpointMismatchError,
     UnreadableCheckpointError,
     get_rng_state,
@@ -18,7 +18,7 @@ from minigpt.checkpoint import (
     set_rng_state,
     tensors_sha256,
 )
-from minigpt.train import Trainer
+from minigpt.train.trainer import Trainer
 
 # ---- what a checkpoint holds, keys that do not fit, atomic saves, random state -------------
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from minigpt import checks
+from minigpt.course import checks
 
 
 def stub(*args):

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from minigpt import checks
-from minigpt.checks import attention as attention_checks
+from minigpt.course import checks
+from minigpt.course.checks import attention as attention_checks
 
 
 def stub(*args):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minigpt import checks
+from minigpt.course import checks
 
 
 def count_params(V, T, L, C):

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from minigpt import checks
+from minigpt.course import checks
 
 
 def stub(*args):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import checks
+from minigpt.course import checks
 
 # ---- right answers ------------------------------------------------------------------------
 

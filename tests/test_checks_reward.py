@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import checks
+from minigpt.course import checks
 
 
 def bt_loss(r_chosen, r_rejected):

@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from minigpt import checks
+from minigpt.course import checks
 
 # ---- right answers ------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import checks, rlhf
+from minigpt.course import checks
+from minigpt.methods import rlhf
 
 
 def kl_rewards(logp, ref_logp, score, kl_coef):
@@ -46,7 +47,7 @@ def test_right_answers_pass(capsys):
 
 
 def test_the_package_passes_too():
-    """minigpt.rlhf's batched functions, on one row, give the same answers."""
+    """minigpt.methods.rlhf's batched functions, on one row, give the same answers."""
     checks.check_kl_rewards(lambda lp, rl, s, c: rlhf.kl_penalty_rewards(
         lp[None], rl[None], torch.tensor([s]), torch.ones(1, len(lp), dtype=torch.bool), c)[0][0])
     checks.check_gae(lambda r, v, g, lam: rlhf.gae(

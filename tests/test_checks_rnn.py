@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from minigpt import checks
-from minigpt.checks import rnn as rnn_checks
+from minigpt.course import checks
+from minigpt.course.checks import rnn as rnn_checks
 
 
 def stub(*args):

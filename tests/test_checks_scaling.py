@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from minigpt import checks
+from minigpt.course import checks
 
 
 def block_params(C):

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import checks
-from minigpt.gpt import GPT
+from minigpt.course import checks
+from minigpt.models.gpt import GPT
 
 # ---- right answers ------------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ def test_answer_mask_message_points_at_the_first_wrong_position():
 
 def test_the_cases_masks_are_what_the_solution_computes():
     """The written-out masks agree with an independent solution (and so with each other)."""
-    from minigpt.checks.sft import MASK_CASES
+    from minigpt.course.checks.sft import MASK_CASES
 
     for _what, ids, a, e, want, _names in MASK_CASES:
         assert answer_mask(ids, a, e) == want

@@ -5,8 +5,8 @@ from itertools import pairwise
 
 import pytest
 
-from minigpt import checks
-from minigpt.bpe import merge_word
+from minigpt.course import checks
+from minigpt.data.bpe import merge_word
 
 
 def stub(*args):

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import checks
+from minigpt.course import checks
 
 
 def keep_probability(count, total, sample=1e-3):
@@ -73,7 +73,7 @@ def test_usual_mistakes_get_a_tip():
 
 
 def test_the_toy_vectors_hold_the_intended_analogies():
-    from minigpt.checks.word2vec import _toy_vectors
+    from minigpt.course.checks.word2vec import _toy_vectors
 
     vecs = _toy_vectors()
     assert analogy(vecs, "man", "king", "woman") == "queen"

@@ -11,8 +11,8 @@ from tiny_training import zero_64_bytes_in_the_largest_tensor
 
 from minigpt import cli
 from minigpt.cli import load_model, main
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.train import TrainConfig, Trainer
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.train.trainer import TrainConfig, Trainer
 
 TINY = ["--corpus", "news", "--preset", "nano", "--block-size", "16", "--batch-size", "4",
         "--eval-interval", "2"]
@@ -107,7 +107,7 @@ def no_training(monkeypatch):
     def reached(*args, **kwargs):
         raise AssertionError("the command started work instead of refusing its arguments")
 
-    monkeypatch.setattr(cli.data, "load_corpus", reached)
+    monkeypatch.setattr(cli.corpora, "load_corpus", reached)
     monkeypatch.setattr(cli.Trainer, "fit", reached)
 
 
@@ -204,7 +204,7 @@ def test_resume_refuses_options_that_would_be_ignored(tmp_path, capsys, trained,
 
 
 def test_tokenizer_spec_names_the_option_that_makes_a_tokenizer():
-    from minigpt.tokenizers import CharTokenizer, train_bpe
+    from minigpt.data.tokenizers import CharTokenizer, train_bpe
 
     assert cli.tokenizer_spec(CharTokenizer.fit("abc", unk="?")) == "char"
     bpe = train_bpe("the cat sat on the mat " * 20, 260)

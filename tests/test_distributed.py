@@ -1,4 +1,4 @@
-"""Tests for minigpt.distributed and the Trainer under DDP: real processes on the CPU (gloo).
+"""Tests for minigpt.train.distributed and the Trainer under DDP: real processes on the CPU (gloo).
 
 Gradient accumulation equal to a larger batch is tested in test_train.py; here it is tested
 under DDP (``no_sync`` on all but the last micro-batch).
@@ -16,9 +16,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from minigpt import distributed
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.train import TrainConfig, Trainer
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.train import distributed
+from minigpt.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16)

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from minigpt import checks
+from minigpt.course import checks
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = sorted((ROOT / "exercises").glob("*.ipynb"))

@@ -3,9 +3,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt.gpt import GPT, PRESETS, GPTConfig, KVCache, filter_logits, sample, sample_next
-from minigpt.rnn import RNNLM
-from minigpt.tokenizers import CharTokenizer
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.models.gpt import GPT, PRESETS, GPTConfig, KVCache, filter_logits, sample, sample_next
+from minigpt.models.rnn import RNNLM
 
 CFG = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32)
 

@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from minigpt import incontext as ic
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.tokenizers import CharTokenizer
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.methods import incontext as ic
+from minigpt.models.gpt import GPT, GPTConfig
 
 
 def test_rules_by_hand():

@@ -1,4 +1,4 @@
-"""minigpt.io: atomic writes, sha256 digests and recipe keys; and the cache names learners
+"""minigpt.core.io: atomic writes, sha256 digests and recipe keys; and the cache names learners
 already have on disk, pinned (they must never change for the same recipe)."""
 
 import hashlib
@@ -9,7 +9,7 @@ import string
 import numpy as np
 import pytest
 
-from minigpt.io import (
+from minigpt.core.io import (
     atomic_path,
     recipe_key,
     sha256_bytes,
@@ -100,23 +100,23 @@ def test_recipe_key_ignores_the_order_of_keys_only():
     assert recipe_key(RECIPE, length=64).startswith(recipe_key(RECIPE))
 
 
-# The keys below were computed by the code before minigpt.io existed (train.recipe_key,
+# The keys below were computed by the code before minigpt.core.io existed (train.recipe_key,
 # AssistantWorld.key and compress.pretrained_gpt each hashing on their own). Learners' caches
 # are named after them: a test that fails here means every cached model would train again.
 
 
 def _capture_cache_path(monkeypatch):
-    """Make model_cache.load_or_build record the path it is asked for instead of training."""
-    from minigpt import model_cache
+    """Make cache.load_or_build record the path it is asked for instead of training."""
+    from minigpt.train import cache
 
     paths = []
-    monkeypatch.setattr(model_cache, "load_or_build",
+    monkeypatch.setattr(cache, "load_or_build",
                         lambda path, *args, **kwargs: paths.append(path.name))
     return paths
 
 
 def test_pinned_key_model_cache_cached_model(tmp_path, monkeypatch):
-    from minigpt.model_cache import cached_model
+    from minigpt.train.cache import cached_model
 
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
     paths = _capture_cache_path(monkeypatch)
@@ -129,8 +129,8 @@ def test_pinned_keys_assistant_world():
     # Changed on purpose once since: the stages' recipes now hold their learning rates, weight
     # decays and batch sizes (they were hard-coded and not hashed: a stale-cache bug), so these
     # keys were computed by the fixed code; the two other pins above and below are the old ones.
-    from minigpt.assistant import AssistantWorld
-    from minigpt.tokenizers import CharTokenizer, ChatTokenizer
+    from minigpt.data.tokenizers import CharTokenizer, ChatTokenizer
+    from minigpt.world.assistant import AssistantWorld
 
     # every field that depends on the profile given, so the keys do not
     world = AssistantWorld(ChatTokenizer(CharTokenizer.fit(string.printable, unk="?")),
@@ -142,9 +142,9 @@ def test_pinned_keys_assistant_world():
 
 
 def test_pinned_key_compress_pretrained_gpt(tmp_path, monkeypatch):
-    from minigpt import compress
-    from minigpt.gpt import GPTConfig
-    from minigpt.train import TrainConfig
+    from minigpt.methods import compress
+    from minigpt.models.gpt import GPTConfig
+    from minigpt.train.trainer import TrainConfig
 
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
     paths = _capture_cache_path(monkeypatch)

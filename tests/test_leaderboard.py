@@ -3,7 +3,7 @@ import json
 import matplotlib
 import pytest
 
-from minigpt import leaderboard
+from minigpt.course import leaderboard
 
 matplotlib.use("Agg")
 

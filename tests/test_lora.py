@@ -1,12 +1,12 @@
-"""Tests for minigpt.lora on tiny GPTs (CPU, well under a second each)."""
+"""Tests for minigpt.methods.lora on tiny GPTs (CPU, well under a second each)."""
 
 import pytest
 import torch
 from torch import nn
 
-from minigpt import lora
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.train import TrainConfig, Trainer
+from minigpt.methods import lora
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.train.trainer import TrainConfig, Trainer
 
 CFG = GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16)
 BLOCK_LINEARS = ["attn.qkv", "attn.proj", "mlp.fc", "mlp.proj"]

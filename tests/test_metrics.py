@@ -1,4 +1,4 @@
-"""Tests for minigpt.metrics: values worked out by hand, properties, and input checks."""
+"""Tests for minigpt.core.metrics: values worked out by hand, properties, and input checks."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt.metrics import bits_per_byte, bits_per_token, perplexity
+from minigpt.core.metrics import bits_per_byte, bits_per_token, perplexity
 
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size():

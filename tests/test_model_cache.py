@@ -1,4 +1,4 @@
-"""Tests for minigpt.model_cache: cached_model trains once per recipe and then loads, and
+"""Tests for minigpt.train.cache: cached_model trains once per recipe and then loads, and
 load_or_build rebuilds a file that is damaged, of another format or of another shape, saying
 why, and still loads files written before checksums.
 """
@@ -8,8 +8,8 @@ import torch
 from tiny_training import spoil
 from torch import nn
 
-from minigpt.io import recipe_key
-from minigpt.model_cache import MODEL_CACHE_FORMAT, cached_model, load_or_build, save_model_file
+from minigpt.core.io import recipe_key
+from minigpt.train.cache import MODEL_CACHE_FORMAT, cached_model, load_or_build, save_model_file
 
 # ---- cached_model ---------------------------------------------------------------------------
 

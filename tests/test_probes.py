@@ -1,4 +1,4 @@
-"""minigpt.probes: the recall probe's answers are right by construction, its evaluation is
+"""minigpt.methods.probes: the recall probe's answers are right by construction, its evaluation is
 model-agnostic and repeatable, and it trains with the course's Trainer."""
 
 import matplotlib
@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from minigpt import probes
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.rnn import NPLM, RNNLM
-from minigpt.train import TrainConfig, Trainer
+from minigpt.methods import probes
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.models.rnn import NPLM, RNNLM
+from minigpt.train.trainer import TrainConfig, Trainer
 
 matplotlib.use("Agg")
 

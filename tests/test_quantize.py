@@ -1,4 +1,4 @@
-"""Quantisation, distillation, pruning and shared layers (minigpt.quantize, minigpt.compress)."""
+"""Quantisation, distillation, pruning and shared layers (minigpt.methods.quantize, minigpt.methods.compress)."""
 
 import math
 
@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigpt import compress, quantize
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.train import TrainConfig, Trainer
+from minigpt.methods import compress, quantize
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.train.trainer import TrainConfig, Trainer
 
 CFG = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -86,7 +86,7 @@ def test_int8_linear_matches_dequantised_weights():
 
 
 def test_quantize_model_rejects_what_is_not_a_float_gpt():
-    with pytest.raises(TypeError, match="minigpt.gpt.GPT"):
+    with pytest.raises(TypeError, match="minigpt.models.gpt.GPT"):
         quantize.quantize_model(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="already quantised"):
         quantize.quantize_model(quantize.quantize_model(make_gpt()))
@@ -291,7 +291,7 @@ def test_shared_model_trains_as_one_block_and_caches_per_layer():
 
 
 def test_share_layers_bad_input():
-    with pytest.raises(TypeError, match="minigpt.gpt.GPT"):
+    with pytest.raises(TypeError, match="minigpt.models.gpt.GPT"):
         compress.share_layers(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="init"):
         compress.share_layers(make_gpt(), init="last")

@@ -7,8 +7,7 @@ import random
 import pytest
 import torch
 
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.reward import (
+from minigpt.methods.reward import (
     Pair,
     RewardModel,
     bradley_terry_loss,
@@ -21,7 +20,8 @@ from minigpt.reward import (
     score,
     train_reward_model,
 )
-from minigpt.train import TrainConfig
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.train.trainer import TrainConfig
 
 PAD = 0
 

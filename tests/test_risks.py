@@ -1,4 +1,4 @@
-"""minigpt.risks: calibration on hand-made data, canaries planted an exact number of times and
+"""minigpt.world.risks: calibration on hand-made data, canaries planted an exact number of times and
 ranked by exposure, poisoning an exact share, and clear errors on bad input."""
 
 import math
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from minigpt import risks, tasks
-from minigpt.assistant import AssistantWorld, Reply
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.tokenizers import CharTokenizer
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.world import risks, tasks
+from minigpt.world.assistant import AssistantWorld, Reply
 
 # ---- calibration ----------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt import rlhf
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.train import NonFiniteLossError, TrainConfig
+from minigpt.methods import rlhf
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.train.trainer import NonFiniteLossError, TrainConfig
 
 TINY = GPTConfig(vocab_size=8, block_size=16, n_layer=1, n_head=2, n_embd=32)
 END = 7  # the token that ends a response

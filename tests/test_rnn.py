@@ -1,4 +1,4 @@
-"""minigpt.rnn: hand-written cells equal torch's, the language models keep the course's
+"""minigpt.models.rnn: hand-written cells equal torch's, the language models keep the course's
 contracts, truncated BPTT carries a detached state, and gradients through time are measured."""
 
 import numpy as np
@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from minigpt import rnn
-from minigpt.gpt import sample
-from minigpt.tokenizers import CharTokenizer
-from minigpt.train import TrainConfig, Trainer, heldout_loss
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.models import rnn
+from minigpt.models.gpt import sample
+from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
 
 V = 11
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import minigpt
-from minigpt.runtime import evaluating
+from minigpt.core.runtime import evaluating
 
 
 @pytest.mark.parametrize("name", ["ci", "cpu", "gpu", " CPU "])

@@ -2,7 +2,7 @@
 
 import unicodedata
 
-from minigpt import samples
+from minigpt.data import samples
 
 
 def paragraphs(text):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from minigpt import scaling
-from minigpt.gpt import GPT, GPTConfig
+from minigpt.methods import scaling
+from minigpt.models.gpt import GPT, GPTConfig
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,11 +207,11 @@ def test_script_runs_the_ci_sweep_and_writes_the_results_format(tmp_path):
     assert min(last.loss[1:3]) <= last.loss_at(middle) <= max(last.loss[1:3])
 
 
-@pytest.mark.skipif(not (ROOT / "minigpt/scaling_gpu.json").exists(),
+@pytest.mark.skipif(not (ROOT / "minigpt/methods/scaling_gpu.json").exists(),
                     reason="no stored gpu sweep in the repository")
 def test_stored_gpu_sweep_has_the_same_format():
-    runs = check_results_file(ROOT / "minigpt/scaling_gpu.json")
-    assert json.loads((ROOT / "minigpt/scaling_gpu.json").read_text())["meta"]["profile"] == "gpu"
+    runs = check_results_file(ROOT / "minigpt/methods/scaling_gpu.json")
+    assert json.loads((ROOT / "minigpt/methods/scaling_gpu.json").read_text())["meta"]["profile"] == "gpu"
     assert len(runs) == len(scaling.SWEEPS["gpu"]["sizes"]) + 1
 
 
@@ -233,7 +233,7 @@ def test_isoflop_plot_draws_each_budget():
 
 
 def test_budget_plan_puts_the_optimum_below_every_other_size():
-    from minigpt.scaling import LossSurface, budget_plan
+    from minigpt.methods.scaling import LossSurface, budget_plan
 
     surface = LossSurface(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
     plan = budget_plan(surface, 5.76e23)  # Chinchilla's budget: ~70B parameters, ~1.4T tokens

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from minigpt import tasks
-from minigpt.gpt import GPT, GPTConfig
-from minigpt.tokenizers import CharTokenizer
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.models.gpt import GPT, GPTConfig
+from minigpt.world import tasks
 
 TOK = CharTokenizer.fit("0123456789+=\n")
 

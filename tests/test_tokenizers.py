@@ -1,4 +1,4 @@
-"""Tests for minigpt.tokenizers and minigpt.bpe: offline, and fast (seconds)."""
+"""Tests for minigpt.data.tokenizers and minigpt.data.bpe: offline, and fast (seconds)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import minigpt.bpe
-from minigpt import tokenizers
-from minigpt.tokenizers import (
+import minigpt.data.bpe
+from minigpt.data import tokenizers
+from minigpt.data.tokenizers import (
     ENDOFTEXT,
     GPT2_PATTERN,
     GPT4_PATTERN,
@@ -85,7 +85,7 @@ def merge_left_to_right(word: list[int], pair: tuple, new_id: int) -> list[int]:
 @pytest.fixture(scope="module")
 def bpe() -> BPETokenizer:
     """A small BPE tokenizer trained on this package's own source plus mixed Unicode."""
-    text = inspect.getsource(minigpt.bpe) + inspect.getsource(tokenizers) + MIXED * 5
+    text = inspect.getsource(minigpt.data.bpe) + inspect.getsource(tokenizers) + MIXED * 5
     return train_bpe(text, 700, special_tokens=[ENDOFTEXT])
 
 
@@ -205,7 +205,7 @@ def test_train_matches_brute_force(text, pattern):
 
 
 def test_train_matches_brute_force_on_source_text():
-    text = inspect.getsource(minigpt.bpe)[:6000]
+    text = inspect.getsource(minigpt.data.bpe)[:6000]
     assert train_bpe(text, 400).merges == brute_force_bpe(text, 400)
 
 
@@ -474,7 +474,7 @@ def test_save_rejects_other_objects(tmp_path):
 # ---- the chat tokenizer (chapters 08-10) --------------------------------------------------------
 
 def test_chat_tokenizer_renders_turns_with_special_tokens_that_text_cannot_forge():
-    from minigpt.tokenizers import ChatTokenizer, tokenizer_from_dict, tokenizer_to_dict
+    from minigpt.data.tokenizers import ChatTokenizer, tokenizer_from_dict, tokenizer_to_dict
 
     base = CharTokenizer.fit("abc <|>endsystemuserassistant", unk="?")
     tok = ChatTokenizer(base)

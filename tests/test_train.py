@@ -1,4 +1,4 @@
-"""Tests for minigpt.train, on tiny models and a synthetic token stream (a few seconds, CPU).
+"""Tests for minigpt.train.trainer, on tiny models and a synthetic token stream (a few seconds, CPU).
 
 The models follow the course's contract: ``forward(x, y) -> (logits, loss)``; they, the streams
 and the batches are in tests/tiny_training.py. The checkpoint file is tested in
@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from tiny_training import VOCAB, Bigram, config, make_get_batch, periodic_stream, random_stream
 from torch import nn
 
-from minigpt.checkpoint import load_checkpoint
-from minigpt.train import (
+from minigpt.train.checkpoint import load_checkpoint
+from minigpt.train.trainer import (
     History,
     NonFiniteLossError,
     TrainConfig,
@@ -391,8 +391,8 @@ def test_heldout_loss_is_the_token_weighted_mean_over_every_target():
     predicting every target once, computed here window by window."""
     import numpy as np
 
-    from minigpt.gpt import GPT, GPTConfig
-    from minigpt.train import heldout_loss
+    from minigpt.models.gpt import GPT, GPTConfig
+    from minigpt.train.trainer import heldout_loss
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8))
@@ -412,7 +412,7 @@ def test_heldout_loss_is_the_token_weighted_mean_over_every_target():
 
 
 def tiny_gpt(vocab: int = VOCAB):
-    from minigpt.gpt import GPT, GPTConfig
+    from minigpt.models.gpt import GPT, GPTConfig
 
     torch.manual_seed(0)
     return GPT(GPTConfig(vocab_size=vocab, block_size=8, n_layer=1, n_head=1, n_embd=8))

@@ -1,13 +1,12 @@
-"""minigpt.transformer: the stack's contract, BERT's masking statistics, attention maps, and an
+"""minigpt.models.transformer: the stack's contract, BERT's masking statistics, attention maps, and an
 encoder-decoder that learns to reverse strings it never saw."""
 
 import pytest
 import torch
 
-from minigpt import probes
-from minigpt.tokenizers import CharTokenizer
-from minigpt.train import TrainConfig, Trainer
-from minigpt.transformer import (
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.methods import probes
+from minigpt.models.transformer import (
     IGNORE,
     MaskedLM,
     Seq2Seq,
@@ -17,6 +16,7 @@ from minigpt.transformer import (
     attention_maps,
     mask_tokens,
 )
+from minigpt.train.trainer import TrainConfig, Trainer
 
 TOK = CharTokenizer.fit("abcdefgh ")
 

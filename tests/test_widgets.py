@@ -4,9 +4,9 @@ import html
 
 import torch
 
-from minigpt import widgets
-from minigpt.gpt import GPT, GPTConfig, sample
-from minigpt.tokenizers import CharTokenizer
+from minigpt.course import widgets
+from minigpt.data.tokenizers import CharTokenizer
+from minigpt.models.gpt import GPT, GPTConfig, sample
 
 TOK = CharTokenizer.fit("abcdefgh <>&")
 
@@ -53,9 +53,9 @@ def test_sampler_reports_bad_prompts_instead_of_failing():
 
 
 def test_ngram_explorer_shows_the_distribution_and_follows_its_knobs():
-    from minigpt.ngram import NGramLM
-    from minigpt.tokenizers import CharTokenizer as Chars
-    from minigpt.tokenizers import WordTokenizer
+    from minigpt.data.tokenizers import CharTokenizer as Chars
+    from minigpt.data.tokenizers import WordTokenizer
+    from minigpt.models.ngram import NGramLM
 
     text = "the cat sat on the mat. the dog sat on the log."
     words = WordTokenizer.fit(text)
@@ -82,7 +82,7 @@ def test_ngram_explorer_shows_the_distribution_and_follows_its_knobs():
 def toy_word_vectors():
     import numpy as np
 
-    from minigpt.word2vec import WordVectors
+    from minigpt.models.word2vec import WordVectors
 
     words = ["man", "woman", "king", "queen", "apple", "pear"]
     vecs = np.array([[1, 0, 0], [-1, 0, 0], [1, 1, 0], [-1, 1, 0], [0, 0, 1], [0.1, 0, 1]], float)
@@ -112,7 +112,7 @@ def test_word_explorer_reports_bad_input_instead_of_failing():
 
 
 def test_attention_heatmaps_show_the_weights_and_follow_layer_and_head():
-    from minigpt.transformer import Transformer, TransformerConfig, attention_maps
+    from minigpt.models.transformer import Transformer, TransformerConfig, attention_maps
 
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(vocab_size=TOK.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=8))
@@ -132,7 +132,7 @@ def test_attention_heatmaps_show_the_weights_and_follow_layer_and_head():
 
 
 def test_attention_heatmaps_report_bad_text_instead_of_failing():
-    from minigpt.transformer import Transformer, TransformerConfig
+    from minigpt.models.transformer import Transformer, TransformerConfig
 
     model = Transformer(TransformerConfig(vocab_size=TOK.vocab_size, block_size=8, n_layer=1, n_head=1, n_embd=8))
     box = widgets.attention_heatmaps(model, TOK, text="abc")
@@ -144,7 +144,7 @@ def test_attention_heatmaps_report_bad_text_instead_of_failing():
 
 
 def test_scaling_explorer_shows_the_plan_and_follows_budget_and_size():
-    from minigpt.scaling import LossSurface, budget_plan
+    from minigpt.methods.scaling import LossSurface, budget_plan
 
     surface = LossSurface(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al.'s fit
     box = widgets.scaling_explorer(surface, flops=1e21, n_params=1e9, fitted_flops=(1e18, 1e22))
@@ -169,7 +169,7 @@ def track_px(slider) -> int:
 
 
 def test_scaling_explorer_sliders_leave_room_for_their_track():
-    from minigpt.scaling import LossSurface
+    from minigpt.methods.scaling import LossSurface
 
     box = widgets.scaling_explorer(LossSurface(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28))
     for slider in box.children[0].children:  # a wide label once squeezed the track to ~20px
@@ -177,7 +177,7 @@ def test_scaling_explorer_sliders_leave_room_for_their_track():
 
 
 def test_chat_answers_with_every_model_and_scores_world_questions():
-    from minigpt import assistant
+    from minigpt.world import assistant
 
     world = assistant.AssistantWorld.build(model={"block_size": 128, "n_layer": 1, "n_head": 2,
                                                   "n_embd": 32})
@@ -200,7 +200,7 @@ def test_heatmap_html_is_well_formed_markup():
     showed the heat map's own markup as text)."""
     from html.parser import HTMLParser
 
-    from minigpt.widgets import _heatmap_html
+    from minigpt.course.widgets import _heatmap_html
 
     class Text(HTMLParser):
         def __init__(self):

@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt import data
-from minigpt import word2vec as w2v
-from minigpt.train import TrainConfig, Trainer
+from minigpt.data import corpora
+from minigpt.models import word2vec as w2v
+from minigpt.train.trainer import TrainConfig, Trainer
 
 matplotlib.use("Agg")
 
@@ -289,7 +289,7 @@ def test_plot_word_groups_names_missing_words():
 
 @pytest.fixture(scope="module")
 def gensim_run():
-    sents = w2v.corpus_sentences(data.load_corpus("news"))
+    sents = w2v.corpus_sentences(corpora.load_corpus("news"))
     cfg = w2v.Word2VecConfig(dim=32, min_count=3, epochs=3)
     return w2v.train_gensim(sents, cfg, workers=1)
 
@@ -302,7 +302,7 @@ def test_train_gensim_reports_its_speed(gensim_run):
 def test_similarity_evaluation_equals_gensims(gensim_run):
     from gensim.test.utils import datapath
 
-    ours = w2v.evaluate_similarity(gensim_run.vectors, data.load_benchmark("wordsim353"))
+    ours = w2v.evaluate_similarity(gensim_run.vectors, corpora.load_benchmark("wordsim353"))
     _pearson, spearman, oov_percent = gensim_run.model.wv.evaluate_word_pairs(datapath("wordsim353.tsv"))
     assert ours.spearman == pytest.approx(spearman.statistic, abs=1e-6)
     assert ours.total == 353
@@ -312,7 +312,7 @@ def test_similarity_evaluation_equals_gensims(gensim_run):
 def test_analogy_evaluation_equals_gensims(gensim_run):
     from gensim.test.utils import datapath
 
-    ours = w2v.evaluate_analogies(gensim_run.vectors, data.load_benchmark("questions-words"))
+    ours = w2v.evaluate_analogies(gensim_run.vectors, corpora.load_benchmark("questions-words"))
     score, sections = gensim_run.model.wv.evaluate_word_analogies(datapath("questions-words.txt"))
     total = sections[-1]
     assert ours.questions == len(total["correct"]) + len(total["incorrect"]) > 0
@@ -328,7 +328,7 @@ def test_evaluations_refuse_or_count_what_they_cannot_score():
     assert w2v.evaluate_analogies(wv, {"s": [("man", "king", "woman", "queen")]}) == (1.0, 1, 1, 1)
 
 
-# ---- text8, the opt-in bigger corpus (a row of minigpt.data.CORPORA) ---------------------------
+# ---- text8, the opt-in bigger corpus (a row of minigpt.data.corpora.CORPORA) ---------------------------
 
 
 def test_text8_row_downloads_unzips_and_checks_the_text(tmp_path, monkeypatch):
@@ -341,17 +341,17 @@ def test_text8_row_downloads_unzips_and_checks_the_text(tmp_path, monkeypatch):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("text8", text)
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path / "cache"))
-    row = dataclasses.replace(data.CORPORA["text8"], url=archive.as_uri(),
+    row = dataclasses.replace(corpora.CORPORA["text8"], url=archive.as_uri(),
                               sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
-    monkeypatch.setitem(data.CORPORA, "text8", row)
-    monkeypatch.setattr(data, "TEXT8_SHA256", hashlib.sha256(text.encode()).hexdigest())
-    assert data.load_corpus("text8") == text
-    monkeypatch.setattr(data, "TEXT8_SHA256", "0" * 64)  # the unzipped text is checked too
-    with pytest.raises(data.CorpusUnavailableError, match="sha256"):
-        data.load_corpus("text8")
+    monkeypatch.setitem(corpora.CORPORA, "text8", row)
+    monkeypatch.setattr(corpora, "TEXT8_SHA256", hashlib.sha256(text.encode()).hexdigest())
+    assert corpora.load_corpus("text8") == text
+    monkeypatch.setattr(corpora, "TEXT8_SHA256", "0" * 64)  # the unzipped text is checked too
+    with pytest.raises(corpora.CorpusUnavailableError, match="sha256"):
+        corpora.load_corpus("text8")
 
 
 def test_text8_row_is_pinned():
-    row = data.CORPORA["text8"]
+    row = corpora.CORPORA["text8"]
     assert row.url == "http://mattmahoney.net/dc/text8.zip" and not row.offline
     assert row.sha256 == "a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232"

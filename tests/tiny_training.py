@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigpt.train import TrainConfig
+from minigpt.train.trainer import TrainConfig
 
 VOCAB = 8
 

@@ -1,0 +1,418 @@
+"""Transformer models built from ``minigpt.models.attention``: a stack, BERT's masked LM, a seq2seq model.
+
+The Transformer of Vaswani et al. (2017) had two halves, and its descendants kept one or both:
+
+- ``Transformer``: a stack of ``attention.Block`` over token and position embeddings, with an
+  output layer tied to the token embedding. ``causal=True`` makes it a decoder-only language
+  model (GPT; chapter 04 also uses ``minigpt.models.gpt.GPT``), ``causal=False`` an encoder that reads
+  the whole text at once. Positions are ``"learned"``, ``"sinusoidal"``, ``"rotary"`` or
+  ``"none"``.
+- ``MaskedLM`` and ``mask_tokens``: an encoder trained BERT-style (Devlin et al. 2019). A
+  masked-token "cloze": 15% of positions are chosen; of those 80% become ``[MASK]``, 10% a
+  random token and 10% stay as they are; the loss counts only the chosen positions.
+- ``Seq2Seq``: an encoder-decoder (T5-style, Raffel et al. 2020): the encoder reads the source,
+  the causal decoder writes the target and reads the encoder's output through cross-attention.
+  ``StringTask`` is a toy task for it (reverse or sort a string), with held-out strings and
+  ``exact_match``.
+- ``attention_maps``: every layer's and head's attention weights for a text, for heat maps.
+
+    >>> from minigpt.models.transformer import MaskedLM, TransformerConfig           # doctest: +SKIP
+    >>> mlm = MaskedLM(TransformerConfig(vocab_size=400, block_size=64))    # doctest: +SKIP
+    >>> Trainer(mlm, mlm.batches(get_batch), config).fit()                  # doctest: +SKIP
+
+Every model follows the Trainer's contract, ``forward(x, y) -> (logits, loss)``.
+
+Deliberately left out: BERT's next-sentence objective and segment embeddings, T5's relative
+position buckets and span corruption, beam search, dropout and KV caching.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minigpt.core.runtime import evaluating
+from minigpt.models.attention import Block, check_positions, padding_mask, sinusoidal_encoding
+
+__all__ = [
+    "IGNORE",
+    "POSITIONS",
+    "MaskedLM",
+    "Seq2Seq",
+    "StringTask",
+    "Transformer",
+    "TransformerConfig",
+    "attention_maps",
+    "mask_tokens",
+]
+
+POSITIONS = ("learned", "sinusoidal", "rotary", "none")
+IGNORE = -100  # a target that the loss skips (F.cross_entropy's default ignore_index)
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int
+    block_size: int = 64  # the longest sequence the model reads
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64  # must be divisible by n_head
+    causal: bool = True  # True: decoder-only (no look ahead); False: an encoder
+    positions: str = "learned"  # one of POSITIONS
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions={self.positions!r}: choose one of {POSITIONS}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.positions in ("sinusoidal", "rotary") and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"{self.positions} positions need an even width (n_embd for "
+                             "sinusoidal, n_embd / n_head for rotary)")
+
+
+def _init_weights(model: nn.Module, n_layer: int) -> None:
+    """Linear layers: N(0, 1/fan_in), i.e. unit-scale outputs, with the layers marked
+    ``residual`` (they add into the residual stream) scaled down by 1/sqrt(2 n_layer) as in
+    GPT-2; embeddings (and so the tied output layer): N(0, 0.02); biases zero.
+
+    GPT-2's flat 0.02 suits widths near 768 (1/sqrt(768) = 0.036); at the course's widths of
+    32 to 128 it makes queries and keys so small that attention starts uniform and its
+    gradient (a product of the two) tiny: the recall probe of chapter 04 then sits on a
+    plateau for thousands of steps instead of a few hundred."""
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    for module in embeddings:
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    tied = {id(m.weight) for m in embeddings}  # an output layer that shares them stays so
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and id(module.weight) not in tied:
+            std = 1 / math.sqrt(module.in_features)
+            if getattr(module, "residual", False):
+                std /= math.sqrt(2 * n_layer)
+            nn.init.normal_(module.weight, 0.0, std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+class Embedding(nn.Module):
+    """Token embedding plus absolute positions (learned or sinusoidal), or none for rotary
+    (rotary positions act inside attention) and "none"."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.block_size = cfg.block_size
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.positions == "learned" else None
+        if cfg.positions == "sinusoidal":
+            self.register_buffer("table", sinusoidal_encoding(cfg.block_size, cfg.n_embd), persistent=False)
+        else:
+            self.table = None
+
+    def forward(self, idx: Tensor) -> Tensor:
+        T = idx.size(1)
+        check_positions(T, self.block_size)
+        x = self.tok(idx)  # (B, T, C)
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(T, device=idx.device))
+        elif self.table is not None:
+            x = x + self.table[:T]
+        return x
+
+
+class Transformer(nn.Module):
+    """Token ids -> logits through ``n_layer`` pre-norm blocks; ``forward(idx, targets=None,
+    pad_id=None) -> (logits, loss)``. Targets equal to ``IGNORE`` don't count in the loss;
+    ``pad_id`` hides padding tokens from attention."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embedding(cfg)
+        rotary = cfg.positions == "rotary"
+        self.blocks = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, causal=cfg.causal, rotary=rotary,
+                                          bias=cfg.bias) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head.weight = self.embed.tok.weight  # weight tying
+        _init_weights(self, cfg.n_layer)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: Tensor, targets: Tensor | None = None, pad_id: int | None = None,
+                return_weights: bool = False):
+        mask = padding_mask(idx, pad_id) if pad_id is not None else None
+        x = self.embed(idx)
+        weights = []
+        for block in self.blocks:
+            if return_weights:
+                x, w = block(x, mask=mask, return_weights=True)
+                weights.append(w["self"])
+            else:
+                x = block(x, mask=mask)
+        logits = self.head(self.ln_f(x))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        if return_weights:
+            return logits, loss, torch.stack(weights, dim=1)  # (B, n_layer, H, T, T)
+        return logits, loss
+
+
+# ---- BERT: the masked-token cloze --------------------------------------------------------------
+
+
+def mask_tokens(ids: Tensor, mask_id: int, vocab_size: int, p: float = 0.15,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """BERT's corruption of token ids (B, T): ``(inputs, targets)``.
+
+    Each position is chosen with probability ``p``. A chosen position becomes ``mask_id`` with
+    probability 0.8, a random token from ``0 .. vocab_size - 1`` with 0.1, and stays as it is
+    with 0.1 (so the model cannot learn that only ``[MASK]`` needs predicting). ``targets``
+    holds the original token at chosen positions and ``IGNORE`` elsewhere."""
+    if not 0 < p < 1:
+        raise ValueError(f"p must be between 0 and 1, got {p}")
+    if 0 <= mask_id < vocab_size:
+        raise ValueError(f"mask_id={mask_id} must be a token of its own, outside the vocabulary "
+                         f"0 .. {vocab_size - 1} that random replacements are drawn from")
+    chosen = torch.rand(ids.shape, generator=generator) < p
+    roll = torch.rand(ids.shape, generator=generator)
+    random_tokens = torch.randint(0, vocab_size, ids.shape, generator=generator)
+    chosen, roll, random_tokens = chosen.to(ids.device), roll.to(ids.device), random_tokens.to(ids.device)
+    inputs = torch.where(chosen & (roll < 0.8), torch.full_like(ids, mask_id), ids)
+    inputs = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_tokens, inputs)
+    targets = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
+    return inputs, targets
+
+
+class MaskedLM(Transformer):
+    """A BERT-style encoder: a bidirectional ``Transformer`` with one extra token, ``[MASK]``
+    (id ``mask_id = vocab_size`` of the text's vocabulary). ``cfg.vocab_size`` is the text's
+    vocabulary; ``cfg.causal`` must be False."""
+
+    def __init__(self, cfg: TransformerConfig):
+        if cfg.causal:
+            raise ValueError("a masked LM reads both sides of a blank: build it with causal=False")
+        self.text_vocab_size = cfg.vocab_size
+        super().__init__(TransformerConfig(**{**cfg.__dict__, "vocab_size": cfg.vocab_size + 1}))
+
+    @property
+    def mask_id(self) -> int:
+        return self.text_vocab_size
+
+    def batches(self, get_batch: Callable[[str], tuple[Tensor, ...]], p: float = 0.15,
+                generator: torch.Generator | None = None) -> Callable[[str], tuple[Tensor, Tensor]]:
+        """Wrap a ``get_batch(split) -> (x, y)`` of text windows into one that returns
+        ``mask_tokens(x)``, ready for the Trainer (the next-token ``y`` is not used)."""
+        def masked_batch(split: str) -> tuple[Tensor, Tensor]:
+            x = get_batch(split)[0]
+            return mask_tokens(x, self.mask_id, self.text_vocab_size, p, generator)
+
+        return masked_batch
+
+    @torch.no_grad()
+    def fill(self, ids: Tensor, blanks: Tensor) -> Tensor:
+        """Replace the positions where ``blanks`` (bool, like ``ids`` (B, T)) is True by
+        ``[MASK]`` and return the model's likeliest token for every position (B, T)."""
+        if blanks.shape != ids.shape:
+            raise ValueError(f"blanks {tuple(blanks.shape)} must have the shape of ids {tuple(ids.shape)}")
+        with evaluating(self):
+            logits, _ = self(ids.masked_fill(blanks, self.mask_id))
+        return logits[..., : self.text_vocab_size].argmax(-1)
+
+
+# ---- attention maps ----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def attention_maps(model: Transformer, tokenizer, text: str) -> Tensor:
+    """The attention weights of every layer and head of ``model`` reading ``text``:
+    (n_layer, n_head, T, T), row = the position that looks, column = the position looked at."""
+    if not text:
+        raise ValueError("give a text of at least one token")
+    ids = tokenizer.encode(text)
+    check_positions(len(ids), model.cfg.block_size)
+    idx = torch.tensor([ids], device=next(model.parameters()).device)
+    with evaluating(model):
+        _, _, weights = model(idx, return_weights=True)
+    return weights[0].cpu()
+
+
+# ---- encoder-decoder ---------------------------------------------------------------------------
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder Transformer: ``forward(src, tgt) -> (logits, loss)``.
+
+    ``src`` (B, S) and ``tgt`` (B, T) are padded with ``pad_id``; ``tgt`` starts with
+    ``bos_id`` and ends with ``eos_id``. The decoder reads ``tgt[:, :-1]`` and predicts
+    ``tgt[:, 1:]`` (teacher forcing); padding counts neither in attention nor in the loss.
+    ``cfg.n_layer`` layers each for the encoder and the decoder; ``cfg.causal`` is ignored."""
+
+    def __init__(self, cfg: TransformerConfig, pad_id: int, bos_id: int, eos_id: int):
+        super().__init__()
+        self.cfg, self.pad_id, self.bos_id, self.eos_id = cfg, pad_id, bos_id, eos_id
+        rotary = cfg.positions == "rotary"
+        self.embed = Embedding(cfg)  # shared by encoder and decoder (one vocabulary)
+        self.encoder = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, rotary=rotary, bias=cfg.bias)
+                                     for _ in range(cfg.n_layer))
+        self.decoder = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, causal=True, rotary=rotary,
+                                           cross=True, bias=cfg.bias) for _ in range(cfg.n_layer))
+        self.ln_enc = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_dec = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head.weight = self.embed.tok.weight
+        _init_weights(self, 2 * cfg.n_layer)
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """The encoder's output (B, S, C) and the source's padding mask (B, 1, 1, S)."""
+        mask = padding_mask(src, self.pad_id)
+        x = self.embed(src)
+        for block in self.encoder:
+            x = block(x, mask=mask)
+        return self.ln_enc(x), mask
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor,
+               return_weights: bool = False):
+        x = self.embed(tgt_in)
+        mask, cross = padding_mask(tgt_in, self.pad_id), []
+        for block in self.decoder:
+            if return_weights:
+                x, w = block(x, mask=mask, memory=memory, memory_mask=memory_mask, return_weights=True)
+                cross.append(w["cross"])
+            else:
+                x = block(x, mask=mask, memory=memory, memory_mask=memory_mask)
+        logits = self.head(self.ln_dec(x))
+        return (logits, torch.stack(cross, dim=1)) if return_weights else logits
+
+    def forward(self, src: Tensor, tgt: Tensor) -> tuple[Tensor, Tensor]:
+        memory, memory_mask = self.encode(src)
+        logits = self.decode(tgt[:, :-1], memory, memory_mask)
+        targets = tgt[:, 1:].masked_fill(tgt[:, 1:] == self.pad_id, IGNORE)
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+    @torch.no_grad()
+    def generate(self, src: Tensor, max_new_tokens: int | None = None) -> Tensor:
+        """Greedy decoding: (B, T) target ids after ``bos_id``, each row cut at its ``eos_id``
+        and padded with ``pad_id``."""
+        max_new_tokens = max_new_tokens or self.cfg.block_size - 1
+        check_positions(max_new_tokens + 1, self.cfg.block_size)
+        with evaluating(self):
+            memory, memory_mask = self.encode(src)
+            out = torch.full((src.size(0), 1), self.bos_id, device=src.device)
+            done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+            for _ in range(max_new_tokens):
+                nxt = self.decode(out, memory, memory_mask)[:, -1].argmax(-1)
+                nxt = nxt.masked_fill(done, self.pad_id)
+                out = torch.cat([out, nxt[:, None]], dim=1)
+                done |= nxt == self.eos_id
+                if done.all():
+                    break
+        out = out[:, 1:]
+        return out.masked_fill(out == self.eos_id, self.pad_id)
+
+
+@dataclass(frozen=True)
+class StringTask:
+    """A toy sequence-to-sequence task: map a string of ``min_len .. max_len`` letters from
+    ``alphabet`` to its reverse (``op="reverse"``) or its sorted letters (``op="sort"``).
+
+    About one string in ten (chosen by a checksum, so always the same ones) is held out:
+    ``batches`` never trains on it and ``sample(split="test")`` draws only those. Token ids:
+    0 pad, 1 bos, 2 eos, then the letters."""
+
+    alphabet: str = "abcdefghijklmnopqrstuvwxyz"
+    min_len: int = 1
+    max_len: int = 16
+    op: str = "reverse"
+
+    def __post_init__(self) -> None:
+        if self.op not in ("reverse", "sort"):
+            raise ValueError(f"op={self.op!r}: choose 'reverse' or 'sort'")
+        if not 1 <= self.min_len <= self.max_len:
+            raise ValueError(f"need 1 <= min_len <= max_len, got {self.min_len} and {self.max_len}")
+        if len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet:
+            raise ValueError("alphabet must be distinct characters")
+
+    pad_id, bos_id, eos_id = 0, 1, 2
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.alphabet) + 3
+
+    @property
+    def block_size(self) -> int:
+        """Longest sequence either side: the string with bos and eos."""
+        return self.max_len + 2
+
+    def target(self, s: str) -> str:
+        return s[::-1] if self.op == "reverse" else "".join(sorted(s, key=self.alphabet.index))
+
+    @staticmethod
+    def is_heldout(s: str) -> bool:
+        return zlib.crc32(s.encode("utf-8")) % 10 == 0
+
+    def sample(self, n: int, split: str = "train", generator: torch.Generator | None = None) -> list[str]:
+        """``n`` random strings of the split ("train" or "test")."""
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
+        out = []
+        while len(out) < n:
+            length = int(torch.randint(self.min_len, self.max_len + 1, (1,), generator=generator))
+            letters = torch.randint(len(self.alphabet), (length,), generator=generator).tolist()
+            s = "".join(self.alphabet[i] for i in letters)
+            if self.is_heldout(s) == (split == "test"):
+                out.append(s)
+        return out
+
+    def encode(self, strings: Iterable[str], bos: bool = False) -> Tensor:
+        """Strings as (B, max_len + 1 or + 2) ids: letters, eos, padding (with bos first if asked)."""
+        rows = []
+        for s in strings:
+            bad = [c for c in s if c not in self.alphabet]
+            if bad or not self.min_len <= len(s) <= self.max_len:
+                raise ValueError(f"{s!r}: need {self.min_len} to {self.max_len} letters from "
+                                 f"{self.alphabet!r}" + (f", not {bad[0]!r}" if bad else ""))
+            ids = [self.bos_id] * bos + [self.alphabet.index(c) + 3 for c in s] + [self.eos_id]
+            rows.append(ids + [self.pad_id] * (self.max_len + 1 + bos - len(ids)))
+        return torch.tensor(rows)
+
+    def decode(self, ids: Tensor) -> list[str]:
+        """Rows of ids back to strings, stopping at eos or padding."""
+        out = []
+        for row in ids.tolist():
+            letters = []
+            for i in row:
+                if i in (self.pad_id, self.eos_id):
+                    break
+                letters.append(self.alphabet[i - 3] if i >= 3 else "?")
+            out.append("".join(letters))
+        return out
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None
+                ) -> Callable[[str], tuple[Tensor, Tensor]]:
+        """``get_batch(split) -> (src, tgt)`` for the Trainer; "train" draws training strings,
+        "val" held-out ones."""
+        def get_batch(split: str) -> tuple[Tensor, Tensor]:
+            if split not in ("train", "val"):
+                raise ValueError(f"unknown split {split!r}: choose 'train' or 'val'")
+            strings = self.sample(batch_size, "train" if split == "train" else "test", generator)
+            return self.encode(strings), self.encode([self.target(s) for s in strings], bos=True)
+
+        return get_batch
+
+    def predict(self, model: Seq2Seq, strings: list[str]) -> list[str]:
+        device = next(model.parameters()).device
+        return self.decode(model.generate(self.encode(strings).to(device), self.max_len + 1).cpu())
+
+    def exact_match(self, model: Seq2Seq, strings: list[str]) -> float:
+        """The share of ``strings`` whose whole output is right."""
+        if not strings:
+            raise ValueError("give at least one string")
+        return sum(p == self.target(s) for p, s in zip(self.predict(model, strings), strings)) / len(strings)
