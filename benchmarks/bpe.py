@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import regex
 
-from minigpt.data.tokenizers import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, train_bpe
+from minigpt.data.bpe import GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, train_bpe
 
 WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 

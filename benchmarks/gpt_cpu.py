@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigpt.data import corpora
+from minigpt.data import batching, corpora
 from minigpt.data.tokenizers import CharTokenizer
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
@@ -81,7 +81,7 @@ def load(name: str) -> tuple[CharTokenizer, dict[str, np.ndarray]]:
     """Characters of the corpus, split 90/10 as nanoGPT's shakespeare_char does."""
     text = corpora.load_corpus(name)
     tok = CharTokenizer.fit(text)
-    ids = corpora.to_ids_array(tok.encode(text), tok.vocab_size)
+    ids = batching.to_ids_array(tok.encode(text), tok.vocab_size)
     cut = int(len(ids) * 0.9)
     return tok, {"train": ids[:cut], "val": ids[cut:]}
 
@@ -134,7 +134,7 @@ def main() -> None:
                          "speed figures hold, the 1.88 quality target is TinyShakespeare's.")
     cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128,
                     dropout=0.0)
-    get_batch = corpora.make_get_batch(ids, batch_size=12, block_size=cfg.block_size)
+    get_batch = batching.make_get_batch(ids, batch_size=12, block_size=cfg.block_size)
     print(f"corpus {args.corpus}: {len(ids['train']):,} training and {len(ids['val']):,} "
           f"validation characters, {tok.vocab_size} distinct; torch {torch.__version__}, "
           f"{args.threads} threads")

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from minigpt.data import corpora
+from minigpt.data import batching, corpora
 from minigpt.data.tokenizers import WordTokenizer
 from minigpt.models.ngram import NGramLM, count_ngrams, encode
 
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--discount", type=float, default=0.75)
     args = parser.parse_args()
 
-    splits = corpora.split_text(corpora.load_corpus("wiki"))
+    splits = batching.split_text(corpora.load_corpus("wiki"))
     tok = WordTokenizer.fit(splits["train"], min_count=2)
     train_sents = sentences_in_vocab(splits["train"], tok)
     test_ids = np.array(encode(splits["test"], tok))

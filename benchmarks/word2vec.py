@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from minigpt.data import corpora
+from minigpt.data import benchmarks, corpora
 from minigpt.models import word2vec as w2v
 from minigpt.train.trainer import TrainConfig, Trainer
 
@@ -49,7 +49,7 @@ def main() -> None:
 
     sents = w2v.corpus_sentences(corpora.load_corpus(args.corpus))
     config = w2v.Word2VecConfig(dim=args.dim, epochs=args.epochs, cbow=args.cbow)
-    bench = {name: corpora.load_benchmark(name)
+    bench = {name: benchmarks.load_benchmark(name)
              for name in ["wordsim353", "simlex999", "questions-words"]}
     print(f"corpus {args.corpus}: {w2v.corpus_words(sents):,} words; {config}")
     rows = {}

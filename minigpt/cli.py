@@ -34,8 +34,9 @@ import torch
 from minigpt.core import metrics
 from minigpt.core.runtime import check_device, seed_everything
 from minigpt.core.runtime import device as best_device
-from minigpt.data import corpora
-from minigpt.data.tokenizers import CharTokenizer, tokenizer_from_dict, tokenizer_to_dict, train_bpe
+from minigpt.data import batching, corpora
+from minigpt.data.bpe import train_bpe
+from minigpt.data.tokenizers import CharTokenizer, tokenizer_from_dict, tokenizer_to_dict
 from minigpt.models.gpt import GPT, PRESETS, GPTConfig, sample
 from minigpt.train import distributed
 from minigpt.train.checkpoint import load_checkpoint
@@ -145,7 +146,7 @@ def _train(args: argparse.Namespace) -> float:
     main_process = distributed.is_main()
     out = Path(args.out)
     text = corpora.load_corpus(args.corpus)
-    parts = corpora.split_text(text)
+    parts = batching.split_text(text)
     seed_everything(args.seed)
     resumed = args.resume and out.exists()
     if resumed:
@@ -180,9 +181,9 @@ def _train(args: argparse.Namespace) -> float:
         overrides = {name: getattr(args, name) for name in ("block_size", "dropout")
                      if getattr(args, name) is not None}
         cfg = GPTConfig.preset(preset, tokenizer.vocab_size, **overrides)
-    ids = {name: corpora.to_ids_array(tokenizer.encode(part), tokenizer.vocab_size)
+    ids = {name: batching.to_ids_array(tokenizer.encode(part), tokenizer.vocab_size)
            for name, part in parts.items()}
-    get_batch = corpora.make_get_batch({"train": ids["train"], "val": ids["val"]},
+    get_batch = batching.make_get_batch({"train": ids["train"], "val": ids["val"]},
                                     args.batch_size, cfg.block_size)
     model = GPT(cfg)
     config = {"max_steps": args.steps, "lr": args.lr, "warmup_steps": min(100, args.steps // 10),

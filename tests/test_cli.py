@@ -204,7 +204,8 @@ def test_resume_refuses_options_that_would_be_ignored(tmp_path, capsys, trained,
 
 
 def test_tokenizer_spec_names_the_option_that_makes_a_tokenizer():
-    from minigpt.data.tokenizers import CharTokenizer, train_bpe
+    from minigpt.data.bpe import train_bpe
+    from minigpt.data.tokenizers import CharTokenizer
 
     assert cli.tokenizer_spec(CharTokenizer.fit("abc", unk="?")) == "char"
     bpe = train_bpe("the cat sat on the mat " * 20, 260)

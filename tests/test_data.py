@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt.core.runtime import cache_dir
-from minigpt.data import corpora
+from minigpt.data import batching, benchmarks, corpora
 
 # ------------------------------------------------------------------------------------ corpora
 
@@ -109,7 +109,7 @@ def test_corpus_name_that_is_not_a_string_lists_the_names():
         with pytest.raises(ValueError, match=r"named by a string, got .*Choose one of: wiki, news"):
             corpora.load_corpus(bad)
     with pytest.raises(KeyError, match=r"got None \(NoneType\)\. Choose one of: wordsim353"):
-        corpora.load_benchmark(None)
+        benchmarks.load_benchmark(None)
 
 
 def test_list_corpora():
@@ -210,16 +210,16 @@ def test_minigpt_offline_never_touches_the_network(local_shakespeare, monkeypatc
 
 
 def test_similarity_benchmarks():
-    wordsim = corpora.load_benchmark("wordsim353")
+    wordsim = benchmarks.load_benchmark("wordsim353")
     assert len(wordsim) == 353 and wordsim[0] == ("love", "sex", 6.77)
-    simlex = corpora.load_benchmark("simlex999")
+    simlex = benchmarks.load_benchmark("simlex999")
     assert len(simlex) == 999 and simlex[0] == ("old", "new", 1.58)
     assert all(0 <= score <= 10 for *_, score in wordsim + simlex)
 
 
 def test_analogy_benchmark():
-    sections = corpora.load_benchmark("questions-words")
-    lines = corpora._gensim_file("questions-words.txt").read_text().splitlines()
+    sections = benchmarks.load_benchmark("questions-words")
+    lines = corpora.gensim_file("questions-words.txt").read_text().splitlines()
     assert len(lines) == 19_558 and sum(line.startswith(":") for line in lines) == 14
     assert len(sections) == 14 and sum(map(len, sections.values())) == 19_558 - 14
     assert sections["capital-common-countries"][0] == ("athens", "greece", "baghdad", "iraq")
@@ -227,9 +227,9 @@ def test_analogy_benchmark():
 
 
 def test_benchmark_listing_and_unknown_name():
-    assert [row.name for row in corpora.list_benchmarks()] == list(corpora.BENCHMARKS)
+    assert [row.name for row in benchmarks.list_benchmarks()] == list(benchmarks.BENCHMARKS)
     with pytest.raises(KeyError, match="Did you mean 'simlex999'"):
-        corpora.load_benchmark("simlex")
+        benchmarks.load_benchmark("simlex")
 
 
 # ---------------------------------------------------------------------------- splits, batches
@@ -237,8 +237,8 @@ def test_benchmark_listing_and_unknown_name():
 
 def test_split_text_is_contiguous_and_cuts_at_newlines():
     text = "".join(f"line {i} {'x' * (i % 17)}\n" for i in range(2000))
-    splits = corpora.split_text(text, val_fraction=0.1, test_fraction=0.05)
-    assert splits == corpora.split_text(text, val_fraction=0.1, test_fraction=0.05)
+    splits = batching.split_text(text, val_fraction=0.1, test_fraction=0.05)
+    assert splits == batching.split_text(text, val_fraction=0.1, test_fraction=0.05)
     assert splits["train"] + splits["val"] + splits["test"] == text
     assert splits["train"].endswith("\n") and splits["val"].endswith("\n")
     for name, fraction in [("val", 0.1), ("test", 0.05)]:
@@ -248,9 +248,9 @@ def test_split_text_is_contiguous_and_cuts_at_newlines():
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet="ab\n", max_size=300), st.floats(0, 0.45), st.floats(0, 0.45))
 def test_split_text_properties(text, val_fraction, test_fraction):
-    splits = corpora.split_text(text, val_fraction, test_fraction)
+    splits = batching.split_text(text, val_fraction, test_fraction)
     assert "".join(splits.values()) == text
-    assert splits == corpora.split_text(text, val_fraction, test_fraction)
+    assert splits == batching.split_text(text, val_fraction, test_fraction)
     if test_fraction == 0:
         assert splits["test"] == ""
     if val_fraction == 0:
@@ -261,23 +261,23 @@ def test_split_text_properties(text, val_fraction, test_fraction):
 
 def test_split_text_rejects_bad_fractions():
     with pytest.raises(ValueError):
-        corpora.split_text("abc", 0.5, 0.5)
+        batching.split_text("abc", 0.5, 0.5)
 
 
 def test_to_ids_array_dtype():
-    assert corpora.to_ids_array([0, 65_535], 65_536).dtype == np.uint16
-    assert corpora.to_ids_array([0, 65_536], 100_277).dtype == np.uint32
-    assert corpora.to_ids_array([], 10).dtype == np.uint16
+    assert batching.to_ids_array([0, 65_535], 65_536).dtype == np.uint16
+    assert batching.to_ids_array([0, 65_536], 100_277).dtype == np.uint32
+    assert batching.to_ids_array([], 10).dtype == np.uint16
     with pytest.raises(ValueError, match="65536 is outside"):
-        corpora.to_ids_array([1, 65_536], 65_536)
+        batching.to_ids_array([1, 65_536], 65_536)
     with pytest.raises(ValueError, match="-1 is outside"):
-        corpora.to_ids_array([-1], 10)
+        batching.to_ids_array([-1], 10)
 
 
 def test_batches_are_shifted_windows_inside_their_split():
-    splits = {"train": corpora.to_ids_array(np.arange(1000), 1000),
-              "val": corpora.to_ids_array(np.arange(2000, 2100), 50_257)}
-    get_batch = corpora.make_get_batch(splits, batch_size=8, block_size=16)
+    splits = {"train": batching.to_ids_array(np.arange(1000), 1000),
+              "val": batching.to_ids_array(np.arange(2000, 2100), 50_257)}
+    get_batch = batching.make_get_batch(splits, batch_size=8, block_size=16)
     for name, ids in splits.items():
         x, y = get_batch(name)
         assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == torch.int64
@@ -292,19 +292,19 @@ def test_batches_are_shifted_windows_inside_their_split():
 def test_batches_follow_torch_seed_or_generator():
     ids = np.arange(500)
     torch.manual_seed(3)
-    first = corpora.get_batch(ids, 4, 8)
+    first = batching.get_batch(ids, 4, 8)
     torch.manual_seed(3)
-    assert torch.equal(first[0], corpora.get_batch(ids, 4, 8)[0])  # the global RNG replays
+    assert torch.equal(first[0], batching.get_batch(ids, 4, 8)[0])  # the global RNG replays
     state = torch.get_rng_state()
-    a = corpora.get_batch(ids, 4, 8, generator=torch.Generator().manual_seed(1))
-    b = corpora.get_batch(ids, 4, 8, generator=torch.Generator().manual_seed(1))
+    a = batching.get_batch(ids, 4, 8, generator=torch.Generator().manual_seed(1))
+    b = batching.get_batch(ids, 4, 8, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a[0], b[0]) and torch.equal(torch.get_rng_state(), state)
 
 
 def test_too_short_split_says_what_fits():
     with pytest.raises(ValueError, match=r"'val' has 40 tokens.*block_size <= 39 would fit"):
-        corpora.make_get_batch({"train": np.arange(500), "val": np.arange(40)}, 4, 64)
-    get_batch = corpora.make_get_batch({"train": np.arange(500)}, 4, 64)
+        batching.make_get_batch({"train": np.arange(500), "val": np.arange(40)}, 4, 64)
+    get_batch = batching.make_get_batch({"train": np.arange(500)}, 4, 64)
     with pytest.raises(KeyError, match="Choose one of: train"):
         get_batch("validation")
 
@@ -315,20 +315,20 @@ def test_batch_and_block_sizes_must_be_positive_integers():
                                             (-2, 8, "batch_size must be positive, got -2"),
                                             (4, 0, "block_size must be positive, got 0")]:
         with pytest.raises(ValueError, match=message):  # used to give empty tensors
-            corpora.make_get_batch(splits, batch_size, block_size)
+            batching.make_get_batch(splits, batch_size, block_size)
     with pytest.raises(TypeError, match="block_size must be an integer, got 8.0"):
-        corpora.make_get_batch(splits, 4, 8.0)
+        batching.make_get_batch(splits, 4, 8.0)
     with pytest.raises(ValueError, match="batch_size must be positive"):
-        corpora.get_batch(np.arange(500), 0, 8)
+        batching.get_batch(np.arange(500), 0, 8)
     with pytest.raises(ValueError, match="block_size must be positive"):
-        next(corpora.iter_eval_windows(np.arange(500), 0, 4))
+        next(batching.iter_eval_windows(np.arange(500), 0, 4))
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(0, 200), st.integers(1, 20), st.integers(1, 5))
 def test_eval_windows_cover_every_target_once(length, block_size, batch_size):
     ids = np.arange(length)
-    batches = list(corpora.iter_eval_windows(ids, block_size, batch_size))
+    batches = list(batching.iter_eval_windows(ids, block_size, batch_size))
     xs = [int(v) for x, _ in batches for v in x.flatten()]
     ys = [int(v) for _, y in batches for v in y.flatten()]
     assert ys == list(range(1, length)) and xs == list(range(max(length - 1, 0)))

@@ -22,21 +22,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigpt.data.bpe
-from minigpt.data import tokenizers
+from minigpt.data import openai, tokenizers
+from minigpt.data.bpe import ENDOFTEXT, GPT2_PATTERN, GPT4_PATTERN, BPETokenizer, train_bpe
+from minigpt.data.openai import OPENAI_ENCODINGS, openai_encoding
 from minigpt.data.tokenizers import (
-    ENDOFTEXT,
-    GPT2_PATTERN,
-    GPT4_PATTERN,
-    OPENAI_ENCODINGS,
-    BPETokenizer,
     CharTokenizer,
     WordTokenizer,
     load_tokenizer,
-    openai_encoding,
     save_tokenizer,
     sentences,
     split_words,
-    train_bpe,
 )
 
 MIXED = (
@@ -356,7 +351,7 @@ def test_cl100k_offline(tiktoken_cache):
     assert enc.encode("hello world") == [15339, 1917]
     assert enc.n_vocab == 100277
     data = cache_file(tiktoken_cache, "cl100k_base").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == tokenizers._PINNED["cl100k_base"][1]
+    assert hashlib.sha256(data).hexdigest() == openai._PINNED["cl100k_base"][1]
 
 
 def test_o200k_offline(tiktoken_cache):
@@ -369,18 +364,18 @@ def test_corrupt_cache_file_is_replaced(tiktoken_cache):
     path = cache_file(tiktoken_cache, "cl100k_base")
     path.write_bytes(b"not a rank file")
     assert openai_encoding("cl100k_base").encode("hello world") == [15339, 1917]
-    expected = tokenizers._PINNED["cl100k_base"][1]
+    expected = openai._PINNED["cl100k_base"][1]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
 
 
 def test_registry_is_read_from_tiktoken():
-    assert tokenizers._registry_entry("cl100k_base") == tokenizers._PINNED["cl100k_base"]
-    assert tokenizers._registry_entry("o200k_base") == tokenizers._PINNED["o200k_base"]
+    assert openai._registry_entry("cl100k_base") == openai._PINNED["cl100k_base"]
+    assert openai._registry_entry("o200k_base") == openai._PINNED["o200k_base"]
 
 
 def test_bytes_with_the_wrong_hash_are_never_written(tiktoken_cache, monkeypatch):
-    url = tokenizers._PINNED["cl100k_base"][0]
-    monkeypatch.setattr(tokenizers, "_registry_entry", lambda name: (url, "0" * 64))
+    url = openai._PINNED["cl100k_base"][0]
+    monkeypatch.setattr(openai, "_registry_entry", lambda name: (url, "0" * 64))
     with pytest.raises(RuntimeError, match="sha256"):
         openai_encoding("cl100k_base")
     assert list(tiktoken_cache.iterdir()) == []
@@ -391,17 +386,17 @@ def test_cache_dir_follows_tiktoken(tmp_path, monkeypatch):
     name = hashlib.sha1(url.encode()).hexdigest()
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     monkeypatch.setenv("DATA_GYM_CACHE_DIR", str(tmp_path))
-    assert tokenizers._tiktoken_cache_path(url) == tmp_path / name
+    assert openai._tiktoken_cache_path(url) == tmp_path / name
     monkeypatch.delenv("DATA_GYM_CACHE_DIR")
-    assert tokenizers._tiktoken_cache_path(url).parent.name == "data-gym-cache"
+    assert openai._tiktoken_cache_path(url).parent.name == "data-gym-cache"
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
     with pytest.raises(RuntimeError, match="TIKTOKEN_CACHE_DIR"):
         openai_encoding("cl100k_base")
 
 
 def test_bundled_file_matches_registry():
-    data = gzip.decompress(tokenizers._bundled_file("cl100k_base").read_bytes())
-    assert hashlib.sha256(data).hexdigest() == tokenizers._registry_entry("cl100k_base")[1]
+    data = gzip.decompress(openai._bundled_file("cl100k_base").read_bytes())
+    assert hashlib.sha256(data).hexdigest() == openai._registry_entry("cl100k_base")[1]
 
 
 def test_unknown_encoding_lists_the_known_ones():

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt.data import corpora
+from minigpt.data import benchmarks, corpora
 from minigpt.models import word2vec as w2v
 from minigpt.train.trainer import TrainConfig, Trainer
 
@@ -302,7 +302,7 @@ def test_train_gensim_reports_its_speed(gensim_run):
 def test_similarity_evaluation_equals_gensims(gensim_run):
     from gensim.test.utils import datapath
 
-    ours = w2v.evaluate_similarity(gensim_run.vectors, corpora.load_benchmark("wordsim353"))
+    ours = w2v.evaluate_similarity(gensim_run.vectors, benchmarks.load_benchmark("wordsim353"))
     _pearson, spearman, oov_percent = gensim_run.model.wv.evaluate_word_pairs(datapath("wordsim353.tsv"))
     assert ours.spearman == pytest.approx(spearman.statistic, abs=1e-6)
     assert ours.total == 353
@@ -312,7 +312,7 @@ def test_similarity_evaluation_equals_gensims(gensim_run):
 def test_analogy_evaluation_equals_gensims(gensim_run):
     from gensim.test.utils import datapath
 
-    ours = w2v.evaluate_analogies(gensim_run.vectors, corpora.load_benchmark("questions-words"))
+    ours = w2v.evaluate_analogies(gensim_run.vectors, benchmarks.load_benchmark("questions-words"))
     score, sections = gensim_run.model.wv.evaluate_word_analogies(datapath("questions-words.txt"))
     total = sections[-1]
     assert ours.questions == len(total["correct"]) + len(total["incorrect"]) > 0

@@ -41,10 +41,10 @@ def report() -> dict[str, str]:
 
 def offline_checks() -> dict[str, str]:
     """Load what the course needs offline; each value says what was found. Raises on failure."""
-    from minigpt.data import corpora, tokenizers
+    from minigpt.data import corpora, openai
 
     wiki = corpora.load_corpus("wiki")
-    enc = tokenizers.openai_encoding("cl100k_base")
+    enc = openai.openai_encoding("cl100k_base")
     ids = enc.encode("hello world")
     if ids != [15339, 1917]:
         raise RuntimeError(f"cl100k_base encoded 'hello world' as {ids}, expected [15339, 1917]")

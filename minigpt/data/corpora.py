@@ -1,27 +1,20 @@
-"""Data: named corpora (offline first), word-embedding benchmarks, splits and batches.
+"""Named corpora, offline first: every chapter starts from text, and this module gives it a name.
 
-Every chapter starts from text. This module gives it a name, so a notebook says
-
-    from minigpt.data import corpora
-    print(corpora.list_corpora())              # a table: name, description, size, offline, source
-    text = corpora.load_corpus("wiki")         # ~2.8 M characters, offline
-    splits = corpora.split_text(text)          # {"train": ..., "val": ..., "test": ...}
-
-and, once the text is tokenized (``tok`` below is any tokenizer), trains on random windows:
-
-    ids = {k: corpora.to_ids_array(tok.encode(v), tok.vocab_size) for k, v in splits.items()}
-    get_batch = corpora.make_get_batch(ids, batch_size=32, block_size=128)
-    x, y = get_batch("train")               # (32, 128) each; y is x shifted by one token
+    >>> from minigpt.data import corpora
+    >>> print(corpora.list_corpora())          # a table: name, description, size, offline, source
+    >>> text = corpora.load_corpus("wiki")     # ~2.8 M characters, offline
 
 Offline corpora are built from files that ship inside gensim's wheel, so the course runs
-with no network at all: ``wiki`` (106 English Wikipedia articles, markup removed) and ``news``
-(Australian news, one document a line). Downloads such as ``shakespeare`` are opt-in: they are
-fetched once into ``cache_dir()/"downloads"`` and their sha256 is checked on every load.
-``load_benchmark`` reads the word-similarity and analogy sets that gensim also ships.
+with no network at all: ``wiki`` (106 English Wikipedia articles, markup removed by
+``minigpt.data.wiki``) and ``news`` (Australian news, one document a line). Downloads such as
+``shakespeare`` and ``text8`` are opt-in: they are fetched once into ``cache_dir()/"downloads"``
+and their sha256 is checked on every load; offline, they fail with a message that names the
+offline corpora. Built corpora are cached with a sha256 sidecar and rebuilt if it does not match.
 
-Deliberately left out: streaming corpora bigger than memory (every corpus here is a few MB and
-comes back as one ``str``), shuffling documents before splitting (see ``split_text``), and any
-tokenization (``minigpt.data.tokenizers`` does that).
+Splits and batches of token windows: ``minigpt.data.batching``. Word-embedding benchmarks:
+``minigpt.data.benchmarks``. Deliberately left out: streaming corpora bigger than memory (every
+corpus here is a few MB and comes back as one ``str``) and any tokenization
+(``minigpt.data.tokenizers`` does that).
 """
 
 from __future__ import annotations
@@ -31,17 +24,13 @@ import difflib
 import functools
 import json
 import os
-import re
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import NamedTuple
-
-import numpy as np
-import torch
 
 from minigpt.core.io import (
     atomic_path,
@@ -50,8 +39,8 @@ from minigpt.core.io import (
     sha256_stream,
     write_bytes_atomic,
 )
-from minigpt.core.metrics import check_count
 from minigpt.core.runtime import cache_dir
+from minigpt.data.wiki import clean_wiki_markup
 
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 WIKI_VERSION = 1  # bump when the cleanup below changes: cached text is then rebuilt
@@ -109,13 +98,6 @@ class CorpusRow(NamedTuple):
     source: str
 
 
-class BenchmarkRow(NamedTuple):
-    name: str
-    description: str
-    size: str
-    source: str
-
-
 class Listing(list):
     """A list of rows that prints as a table (``print(rows)``, or just ``rows`` in Jupyter)."""
 
@@ -132,7 +114,7 @@ class Listing(list):
         printer.text(str(self))
 
 
-def _unknown(kind: str, name: object, known: Sequence[str]) -> UnknownNameError:
+def unknown_name(kind: str, name: object, known: Sequence[str]) -> UnknownNameError:
     if not isinstance(name, str):
         return UnknownNameError(f"A {kind} is named by a string, got {name!r} "
                                 f"({type(name).__name__}). Choose one of: {', '.join(known)}.")
@@ -141,7 +123,7 @@ def _unknown(kind: str, name: object, known: Sequence[str]) -> UnknownNameError:
     return UnknownNameError(f"Unknown {kind} {name!r}.{hint} Choose one of: {', '.join(known)}.")
 
 
-def _gensim_file(filename: str) -> Path:
+def gensim_file(filename: str) -> Path:
     from gensim.test.utils import datapath  # imported late: gensim takes a second to import
 
     return Path(datapath(filename))
@@ -151,89 +133,6 @@ def _gensim_file(filename: str) -> Path:
 # wiki: gensim's Wikipedia sample, with the markup filter_wiki leaves behind cleaned up
 # ---------------------------------------------------------------------------------------------
 
-# Sections made of reference lists and links rather than prose.
-_BACK_MATTER = {"references", "external links", "see also", "further reading", "notes",
-                "bibliography", "footnotes", "sources", "citations", "notes and references"}
-_HEADING = re.compile(r"^(={2,6})\s*(.*?)\s*\1$")
-_INLINE_FIXES = [  # (pattern, replacement), applied in order to each article
-    (re.compile(r"'{2,}"), ""),                               # ''italic'' and '''bold'''
-    (re.compile(r"__[A-Z]+__"), ""),                          # __TOC__ and other magic words
-    (re.compile(r"\|?\b\d+(?:x\d+)?px"), "\n"),               # image sizes: |220px, 217x217px
-    (re.compile(r"\|(?:thumb|upright|left|right|center)\b"), ""),  # image options
-    (re.compile(r"\(\s*(?:[;,]\s*)+"), "("),                  # "(; born 1947)" once IPA is gone
-    (re.compile(r"[ ,;]+\)"), ")"),                           # "(Akhilleus, )"
-    (re.compile(r"\(\s*\)"), ""),                             # "()" left by removed templates
-    (re.compile(r"\(\s+"), "("),
-    (re.compile(r"[ \t]+"), " "),                             # runs of spaces and tabs
-    (re.compile(r" ([,;])"), r"\1"),                          # "the Greek , i.e." -> "Greek,"
-]
-
-
-def _drop_tables_and_galleries(markup: str) -> str:
-    """Remove ``{| tables |}`` and ``<gallery>`` blocks from raw markup: filter_wiki would turn
-    them into one table cell or file name a line."""
-    markup = re.sub(r"<gallery.*?</gallery>", "", markup, flags=re.DOTALL | re.IGNORECASE)
-    kept, depth = [], 0
-    for line in markup.split("\n"):
-        stripped = line.lstrip()
-        depth += stripped.startswith("{|")
-        if depth == 0:
-            kept.append(line)
-        if stripped.startswith("|}") and depth > 0:
-            depth -= 1
-    return "\n".join(kept)
-
-
-def _clean_line(line: str) -> str | tuple[int, str]:
-    """One line of filtered text -> plain text, ``""`` to drop, or ``(level, title)`` for a
-    heading."""
-    line = line.strip()
-    if not re.search(r"\w", line) or re.search(r"\balt=", line):  # punctuation, image alt text
-        return ""
-    if match := _HEADING.match(line):
-        return len(match.group(1)), match.group(2)
-    line = re.sub(r"^[:;]+\s*", "", line)  # ":" indents quotations
-    return re.sub(r"^[*#]+\s*", "* ", line)  # bullet and numbered lists become "* item"
-
-
-def _drop_sections(items: list[str | tuple[int, str]]) -> list[str]:
-    """Drop back-matter sections and headings with nothing under them; a heading becomes its
-    title on a line of its own after a blank line."""
-    kept: list[str | tuple[int, str]] = []
-    skip_below = 0  # while > 0, we are inside a dropped section of that level
-    for item in items:
-        if isinstance(item, tuple):
-            if skip_below and item[0] > skip_below:
-                continue
-            skip_below = item[0] if item[1].lower() in _BACK_MATTER else 0
-        if not skip_below:
-            kept.append(item)
-    out: list[str] = []
-    after_title = False
-    for i, item in enumerate(kept):
-        if isinstance(item, tuple):
-            following = next((x for x in kept[i + 1:] if x != ""), None)
-            if following is None or (isinstance(following, tuple) and following[0] <= item[0]):
-                continue  # empty section
-            out += ["", item[1]]
-            after_title = True
-        elif item or not after_title:  # no blank line right under a title
-            out.append(item)
-            after_title = False
-    return out
-
-
-def clean_wiki_markup(markup: str) -> str:
-    """Raw MediaWiki markup of one article -> plain paragraphs (gensim's filter_wiki, then the
-    cleanup above)."""
-    from gensim.corpora.wikicorpus import filter_wiki
-
-    text = filter_wiki(_drop_tables_and_galleries(markup)).replace("\xa0", " ")
-    for pattern, replacement in _INLINE_FIXES:
-        text = pattern.sub(replacement, text)
-    lines = _drop_sections([_clean_line(line) for line in text.split("\n")])
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
 
 def _build_wiki() -> str:
     """Every article of gensim's sample (no redirects, no other namespaces), each as its title,
@@ -241,7 +140,7 @@ def _build_wiki() -> str:
     from gensim.corpora.wikicorpus import extract_pages
 
     articles = []
-    with bz2.open(_gensim_file(WIKI_FILE), "rt", encoding="utf-8") as f:
+    with bz2.open(gensim_file(WIKI_FILE), "rt", encoding="utf-8") as f:
         for title, markup, _page_id in extract_pages(f, filter_namespaces=("0",)):
             if not markup or markup.lstrip().lower().startswith("#redirect"):
                 continue  # extract_pages gives "" for pages outside namespace 0
@@ -285,7 +184,7 @@ def _load_wiki() -> str:
 
 
 def _load_news() -> str:
-    lines = _gensim_file("lee_background.cor").read_text(encoding="utf-8").splitlines()
+    lines = gensim_file("lee_background.cor").read_text(encoding="utf-8").splitlines()
     return "\n".join(line.strip() for line in lines if line.strip()) + "\n"
 
 
@@ -398,7 +297,7 @@ def load_corpus(name: str) -> str:
     saying where to put the file by hand. Set ``MINIGPT_OFFLINE=1`` to never try the network.
     """
     if not isinstance(name, str) or name not in CORPORA:
-        raise _unknown("corpus", name, list(CORPORA))
+        raise unknown_name("corpus", name, list(CORPORA))
     corpus = CORPORA[name]
     return corpus.loader() if corpus.loader is not None else _load_download(corpus)
 
@@ -408,189 +307,8 @@ def load_corpus(name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-Pair = tuple[str, str, float]  # (word1, word2, human score)
-Analogy = tuple[str, str, str, str]  # (a, b, c, d): a is to b as c is to d
-
-
-def _read_pairs(path: Path) -> list[Pair]:
-    """Tab-separated ``word1 word2 score`` lines; lines starting with ``#`` are comments."""
-    pairs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            w1, w2, score = line.split("\t")[:3]
-            pairs.append((w1.lower(), w2.lower(), float(score)))
-    return pairs
-
-
-def _read_analogies(path: Path) -> dict[str, list[Analogy]]:
-    """``: section`` header lines, then ``a b c d`` lines meaning a is to b as c is to d."""
-    sections: dict[str, list[Analogy]] = {}
-    current: list[Analogy] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith(":"):
-            current = sections.setdefault(line[1:].strip(), [])
-        elif line.strip():
-            a, b, c, d = line.lower().split()
-            current.append((a, b, c, d))
-    return sections
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One row of the benchmark registry: a file in gensim's test data and its parser."""
-
-    name: str
-    description: str
-    size: str
-    filename: str
-    parse: Callable[[Path], object]
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in [
-        Benchmark("wordsim353", "WordSim-353: relatedness of word pairs, 0-10",
-                  "353 pairs", "wordsim353.tsv", _read_pairs),
-        Benchmark("simlex999", "SimLex-999: similarity (not relatedness) of pairs, 0-10",
-                  "999 pairs", "simlex999.txt", _read_pairs),
-        Benchmark("questions-words", "Google analogies a:b :: c:d, in 14 sections",
-                  "19,544 questions", "questions-words.txt", _read_analogies),
-    ]
-}
-
-
-def list_benchmarks() -> Listing:
-    """Every known benchmark as (name, description, size, source) rows; prints as a table."""
-    return Listing(BenchmarkRow(b.name, b.description, b.size, f"gensim test data: {b.filename}")
-                   for b in BENCHMARKS.values())
-
-
-def load_benchmark(name: str) -> list[Pair] | dict[str, list[Analogy]]:
-    """``wordsim353`` and ``simlex999``: a list of ``(word1, word2, score)``.
-    ``questions-words``: a dict ``section -> [(a, b, c, d), ...]``. All words lowercased."""
-    if not isinstance(name, str) or name not in BENCHMARKS:
-        raise _unknown("benchmark", name, list(BENCHMARKS))
-    benchmark = BENCHMARKS[name]
-    return benchmark.parse(_gensim_file(benchmark.filename))
-
-
 # ---------------------------------------------------------------------------------------------
 # Splits and batches for language modelling
 # ---------------------------------------------------------------------------------------------
 
 
-def _cut_at_newline(text: str, cut: int, limit: int) -> int:
-    """Move ``cut`` to just after the next newline before ``limit``; keep it if there is none."""
-    newline = text.find("\n", cut, limit)
-    return cut if newline == -1 else newline + 1
-
-
-def split_text(text: str, val_fraction: float = 0.05,
-               test_fraction: float = 0.05) -> dict[str, str]:
-    """Split ``text`` into contiguous train / val / test parts, in that order.
-
-    Contiguous, not shuffled: a model trains on windows of consecutive tokens, and windows
-    drawn from shuffled pieces would overlap the held-out text, leaking it into training. The
-    end of the text is held out instead. Each cut moves forward to the next line break, so no
-    line (a document, in ``news``) is split, when there is one in reach. Deterministic.
-    """
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError("need val_fraction >= 0, test_fraction >= 0 and their sum < 1, got "
-                         f"{val_fraction} and {test_fraction}")
-    n = len(text)
-    test_start = round(n * (1 - test_fraction))
-    test_start = _cut_at_newline(text, test_start, n - 1) if test_fraction else n
-    val_start = round(n * (1 - val_fraction - test_fraction))
-    val_start = _cut_at_newline(text, val_start, test_start) if val_fraction else test_start
-    return {"train": text[:val_start], "val": text[val_start:test_start], "test": text[test_start:]}
-
-
-def to_ids_array(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarray:
-    """Token ids as a compact NumPy array: uint16 (2 bytes a token) when every id fits, i.e.
-    ``vocab_size <= 65,536`` (GPT-2's 50,257 does), else uint32."""
-    if not 0 < vocab_size <= 2**32:
-        raise ValueError(f"vocab_size must be between 1 and 2**32, got {vocab_size}")
-    array = np.asarray(ids, dtype=np.int64).reshape(-1)
-    if array.size and (array.min() < 0 or array.max() >= vocab_size):
-        bad = int(array.max()) if array.max() >= vocab_size else int(array.min())
-        raise ValueError(f"token id {bad} is outside the vocabulary (0 .. {vocab_size - 1})")
-    return array.astype(np.uint16 if vocab_size <= 2**16 else np.uint32)
-
-
-def _too_short(what: str, length: int, block_size: int) -> str:
-    fits = f"block_size <= {length - 1} would fit" if length > 1 else "no block_size fits"
-    return (f"{what} has {length} tokens, too few for block_size={block_size} (a window needs "
-            f"block_size + 1 = {block_size + 1}); {fits}, or give it more text")
-
-
-def _check_sizes(batch_size: int, block_size: int) -> None:
-    """Raise unless both are positive integers: a batch of 0 windows, or windows of 0 tokens,
-    would come back as empty tensors and train nothing."""
-    check_count(batch_size, "batch_size")
-    check_count(block_size, "block_size")
-
-
-def _windows(data: np.ndarray, starts: np.ndarray, length: int) -> tuple[torch.Tensor, ...]:
-    """Rows ``data[s : s + length + 1]`` for each start, split into inputs and targets."""
-    chunk = torch.from_numpy(data[starts[:, None] + np.arange(length + 1)].astype(np.int64))
-    return chunk[:, :-1], chunk[:, 1:]
-
-
-def get_batch(data: np.ndarray, batch_size: int, block_size: int,
-              device: torch.device | str | None = None,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random windows of ``data``: ``x`` and ``y`` of shape (B, T), int64,
-    ``y[:, t] == x[:, t + 1]`` (the next token). Starts come from torch's global RNG unless a
-    ``generator`` is given, so ``torch.manual_seed`` (and a checkpointed RNG state) replays
-    them."""
-    _check_sizes(batch_size, block_size)
-    data = np.asarray(data)
-    if len(data) < block_size + 1:
-        raise ValueError(_too_short("a split", len(data), block_size))
-    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator).numpy()
-    x, y = _windows(data, starts, block_size)
-    return x.to(device), y.to(device)
-
-
-def make_get_batch(splits: Mapping[str, np.ndarray], batch_size: int, block_size: int,
-                   device: torch.device | str | None = None,
-                   generator: torch.Generator | None = None
-                   ) -> Callable[[str], tuple[torch.Tensor, torch.Tensor]]:
-    """``get_batch(split) -> (x, y)`` over named splits (e.g. ``{"train": ..., "val": ...}``),
-    checking once, up front, that both sizes are positive and every split is longer than
-    ``block_size``."""
-    _check_sizes(batch_size, block_size)
-    arrays = {name: np.asarray(ids) for name, ids in splits.items()}
-    for name, ids in arrays.items():
-        if len(ids) < block_size + 1:
-            raise ValueError(_too_short(f"split {name!r}", len(ids), block_size))
-
-    def split_batch(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if split not in arrays:
-            raise _unknown("split", split, list(arrays))
-        return get_batch(arrays[split], batch_size, block_size, device, generator)
-
-    return split_batch
-
-
-def iter_eval_windows(ids: np.ndarray, block_size: int, batch_size: int,
-                      device: torch.device | str | None = None
-                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Non-overlapping windows covering ``ids``, in order, for an exact held-out loss.
-
-    Every token but the first is a target exactly once. Batches are (batch_size, block_size)
-    except the last ones: the final window is shorter when the tokens run out, so average the
-    loss weighted by ``y.numel()``. Each window starts with no context, which makes the loss a
-    little higher than with a sliding window, but costs one pass.
-    """
-    _check_sizes(batch_size, block_size)
-    ids = np.asarray(ids)
-    n_targets = len(ids) - 1
-    starts = np.arange(0, n_targets - block_size + 1, block_size)
-    for i in range(0, len(starts), batch_size):
-        x, y = _windows(ids, starts[i:i + batch_size], block_size)
-        yield x.to(device), y.to(device)
-    tail = len(starts) * block_size  # first start not covered by a full window
-    if tail < n_targets:
-        x, y = _windows(ids, np.array([tail]), n_targets - tail)
-        yield x.to(device), y.to(device)

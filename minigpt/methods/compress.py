@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.core.io import sha256_bytes
-from minigpt.data.corpora import make_get_batch
+from minigpt.data.batching import make_get_batch
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.train.cache import cached_model
 from minigpt.train.trainer import LossFn, TrainConfig, Trainer

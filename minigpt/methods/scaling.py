@@ -59,7 +59,8 @@ from torch import nn
 from minigpt.core.io import sha256_bytes, write_text_atomic
 from minigpt.core.runtime import profile as active_profile
 from minigpt.core.runtime import seed_everything
-from minigpt.data.corpora import load_corpus, make_get_batch, split_text, to_ids_array
+from minigpt.data.batching import make_get_batch, split_text, to_ids_array
+from minigpt.data.corpora import load_corpus
 from minigpt.data.tokenizers import CharTokenizer
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss

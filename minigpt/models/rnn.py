@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.core.runtime import evaluating
-from minigpt.data.corpora import get_batch as random_windows
+from minigpt.data.batching import get_batch as random_windows
 from minigpt.models.gpt import check_sampling, check_token_ids, sample_next
 
 __all__ = [

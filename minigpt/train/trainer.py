@@ -612,7 +612,7 @@ def heldout_loss(
     ``n_bytes`` is the UTF-8 size of the text those targets spell. Unlike ``Trainer.evaluate``
     (a few random batches, to watch training), this is the number to report.
     """
-    from minigpt.data.corpora import iter_eval_windows
+    from minigpt.data.batching import iter_eval_windows
 
     device = next(model.parameters()).device
     total, count = 0.0, 0

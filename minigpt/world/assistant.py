@@ -36,7 +36,7 @@ from torch import nn
 
 from minigpt.core.io import recipe_key, write_text_atomic
 from minigpt.core.runtime import by_profile, cache_dir
-from minigpt.data import corpora
+from minigpt.data import batching, corpora
 from minigpt.data.tokenizers import CharTokenizer, ChatTokenizer
 from minigpt.methods import incontext, reward, sft
 from minigpt.methods.sft import render
@@ -178,7 +178,7 @@ def _pretraining_ids(base: CharTokenizer, world_share: float) -> np.ndarray:
 
 @functools.cache  # built once per process (about 10 s)
 def _pretraining_text(world_share: float) -> str:
-    wiki = corpora.split_text(corpora.load_corpus("wiki"))["train"]
+    wiki = batching.split_text(corpora.load_corpus("wiki"))["train"]
     return incontext.mix(wiki, tasks.world_text(200_000, seed=0), share=world_share, seed=0)
 
 
@@ -212,7 +212,7 @@ def base_model(world: AssistantWorld, progress: bool = True) -> GPT:
         model = GPT(world.config())
         ids = world.pretraining_ids()
         cut = int(len(ids) * 0.98)
-        get_batch = corpora.make_get_batch({"train": ids[:cut], "val": ids[cut:]},
+        get_batch = batching.make_get_batch({"train": ids[:cut], "val": ids[cut:]},
                                         world.pretrain_batch, world.model["block_size"])
         steps = world.pretrain_steps
         cfg = TrainConfig(max_steps=steps, lr=world.pretrain_lr,
@@ -544,7 +544,7 @@ def wiki_bits_per_byte(model: GPT, world: AssistantWorld, max_chars: int | None 
     from minigpt.core.metrics import bits_per_byte
     from minigpt.train.trainer import heldout_loss
 
-    text = corpora.split_text(corpora.load_corpus("wiki"))["test"][:max_chars]
+    text = batching.split_text(corpora.load_corpus("wiki"))["test"][:max_chars]
     ids = np.array(world.tokenizer.encode(text), dtype=np.int64)
     loss, n = heldout_loss(model, ids, model.cfg.block_size)
     return bits_per_byte(loss, n, len(world.tokenizer.decode(ids[1:n + 1].tolist()).encode("utf-8")))
