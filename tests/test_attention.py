@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigpt.models import attention
+from minigpt.models import attention, transformer
 
 
 def qkv(B=2, H=3, T=5, D=8, seed=0):
@@ -175,7 +175,7 @@ def test_rotary_rotates_pairs_and_keeps_lengths():
 def test_block_is_pre_norm_with_residuals_and_counts_its_parameters():
     torch.manual_seed(0)
     C = 16
-    block = attention.Block(C, 4, causal=True)
+    block = transformer.Block(C, 4, causal=True)
     ln, attn, mlp = 2 * C, (C * C + C) + (C * 2 * C + 2 * C) + (C * C + C), (C * 4 * C + 4 * C) + (4 * C * C + C)
     assert sum(p.numel() for p in block.parameters()) == 2 * ln + attn + mlp
     x = torch.randn(2, 5, C)
@@ -184,14 +184,10 @@ def test_block_is_pre_norm_with_residuals_and_counts_its_parameters():
     assert torch.allclose(block(x), want, atol=1e-6)
     y, w = block(x, return_weights=True)
     assert torch.allclose(y, want, atol=1e-5) and w["self"].shape == (2, 4, 5, 5)
-    cross = attention.Block(C, 4, causal=True, cross=True)
+    cross = transformer.Block(C, 4, causal=True, cross=True)
     with pytest.raises(ValueError, match="memory"):
         cross(x)
     y, w = cross(x, memory=torch.randn(2, 9, C), return_weights=True)
     assert y.shape == x.shape and w["cross"].shape == (2, 4, 5, 9)
 
 
-def test_check_positions():
-    attention.check_positions(8, 8)
-    with pytest.raises(ValueError, match="longer than the model's context"):
-        attention.check_positions(9, 8)

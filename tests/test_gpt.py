@@ -4,7 +4,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt.data.tokenizers import CharTokenizer
-from minigpt.models.gpt import GPT, PRESETS, GPTConfig, KVCache, filter_logits, sample, sample_next
+from minigpt.models.gpt import (
+    GPT,
+    PRESETS,
+    GPTConfig,
+    KVCache,
+    check_positions,
+    filter_logits,
+    sample,
+    sample_next,
+)
 from minigpt.models.rnn import RNNLM
 
 CFG = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32)
@@ -250,3 +259,9 @@ def test_prompt_longer_than_the_context_is_a_clear_error():
     model(torch.zeros(1, 10, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="17 tokens do not fit in the context of 16"):
         model(torch.zeros(1, 7, dtype=torch.long), cache=cache)
+
+
+def test_check_positions_allows_the_whole_context_and_no_more():
+    check_positions(8, 8)
+    with pytest.raises(ValueError, match=r"9 tokens do not fit in the context of 8 \(block_size\)"):
+        check_positions(9, 8)

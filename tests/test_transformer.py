@@ -4,13 +4,13 @@ encoder-decoder that learns to reverse strings it never saw."""
 import pytest
 import torch
 
+from minigpt.data.strings import StringTask
 from minigpt.data.tokenizers import CharTokenizer
 from minigpt.methods import probes
 from minigpt.models.transformer import (
     IGNORE,
     MaskedLM,
     Seq2Seq,
-    StringTask,
     Transformer,
     TransformerConfig,
     attention_maps,
@@ -68,13 +68,13 @@ def test_ignored_targets_do_not_count():
 
 
 def test_bad_configs_and_too_long_input_are_reported():
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="positions must be one of"):
         cfg(positions="alibi")
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="positive multiple of n_head"):
         cfg(n_embd=10, n_head=4)
     with pytest.raises(ValueError, match="even width"):
         cfg(n_embd=18, n_head=2, positions="sinusoidal", )
-    with pytest.raises(ValueError, match="longer than the model's context"):
+    with pytest.raises(ValueError, match="do not fit in the context"):
         Transformer(cfg())(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match="causal=False"):
         MaskedLM(cfg(causal=True))
@@ -130,7 +130,7 @@ def test_attention_maps_shape_and_rows():
     assert torch.allclose(logits_plain, logits_maps, atol=1e-5)  # fused and by-hand paths agree
     with pytest.raises(ValueError, match="at least one"):
         attention_maps(model, TOK, "")
-    with pytest.raises(ValueError, match="longer than"):
+    with pytest.raises(ValueError, match="do not fit in the context"):
         attention_maps(model, TOK, "a" * 17)
 
 

@@ -140,7 +140,7 @@ def test_attention_heatmaps_report_bad_text_instead_of_failing():
     text.value = "xyz"
     assert "not in this CharTokenizer" in box.children[1].value
     text.value = "a" * 9
-    assert "longer than the model&#x27;s context" in box.children[1].value
+    assert "do not fit in the context" in box.children[1].value
 
 
 def test_scaling_explorer_shows_the_plan_and_follows_budget_and_size():

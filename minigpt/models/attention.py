@@ -44,16 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "MLP",
-    "Block",
-    "MultiHeadAttention",
-    "apply_rotary",
-    "causal_mask",
-    "check_positions",
-    "padding_mask",
-    "rotary_angles",
-    "scaled_dot_product_attention",
-    "sinusoidal_encoding",
+    "MultiHeadAttention", "apply_rotary", "causal_mask", "padding_mask", "rotary_angles",
+    "scaled_dot_product_attention", "sinusoidal_encoding",
 ]
 
 
@@ -218,74 +210,6 @@ def apply_rotary(x: Tensor, offset: int = 0, base: float = 10000.0) -> Tensor:
     return out
 
 
-def check_positions(T: int, block_size: int) -> None:
-    """Raise if a sequence of ``T`` tokens does not fit a model's context of ``block_size``."""
-    if T > block_size:
-        raise ValueError(f"sequence of {T} tokens is longer than the model's context "
-                         f"(block_size={block_size}): cut it to the last {block_size} tokens "
-                         "or build a model with a larger block_size")
-
-
 # ---- the Transformer layer ---------------------------------------------------------------------
 
 
-class MLP(nn.Module):
-    """Position-wise feed-forward layer: C -> 4C -> GELU -> C, the same at every position
-    (then dropout, if any). ``minigpt.models.gpt.GPT`` uses it too."""
-
-    def __init__(self, n_embd: int, bias: bool = True, dropout: float = 0.0):
-        super().__init__()
-        self.fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
-        self.proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
-        self.proj.residual = True  # marks a layer that writes into the residual stream
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x))))
-
-
-class Block(nn.Module):
-    """A pre-norm Transformer layer (as in GPT-2; Vaswani et al. normalised after the sum):
-
-        x = x + self_attention(norm(x))
-        x = x + cross_attention(norm(x), memory)     # only with cross=True (a decoder)
-        x = x + mlp(norm(x))
-
-    The residual sums give every layer a direct path to the input (and the gradient a direct
-    path back); normalising each branch's input keeps the stream's scale in check as layers
-    pile up. ``forward(x, mask=None, memory=None, memory_mask=None, return_weights=False)``
-    returns ``x``, or ``(x, weights)`` with ``weights["self"]`` (B, H, T, T) and, in a block
-    with cross-attention, ``weights["cross"]`` (B, H, T, T_memory)."""
-
-    def __init__(self, n_embd: int, n_head: int, causal: bool = False, rotary: bool = False,
-                 cross: bool = False, bias: bool = True):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = MultiHeadAttention(n_embd, n_head, causal=causal, rotary=rotary, bias=bias)
-        self.cross = None
-        if cross:
-            self.ln_cross = nn.LayerNorm(n_embd, bias=bias)
-            self.cross = MultiHeadAttention(n_embd, n_head, bias=bias)
-        self.ln2 = nn.LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, bias=bias)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None, memory: Tensor | None = None,
-                memory_mask: Tensor | None = None,
-                return_weights: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
-        weights = {}
-        if return_weights:
-            a, weights["self"] = self.attn(self.ln1(x), mask=mask, return_weights=True)
-        else:
-            a = self.attn(self.ln1(x), mask=mask)
-        x = x + a
-        if self.cross is not None:
-            if memory is None:
-                raise ValueError("this block has cross-attention: pass the encoder's output as memory")
-            if return_weights:
-                a, weights["cross"] = self.cross(self.ln_cross(x), memory=memory, mask=memory_mask,
-                                                 return_weights=True)
-            else:
-                a = self.cross(self.ln_cross(x), memory=memory, mask=memory_mask)
-            x = x + a
-        x = x + self.mlp(self.ln2(x))
-        return (x, weights) if return_weights else x

@@ -16,7 +16,9 @@ Generation (chapter 06): ``sample_next`` draws one token with temperature (0 mea
 top-k and top-p (nucleus) filtering; ``generate`` keeps a ``KVCache`` of every layer's keys and
 values, so each new token costs one position's work instead of re-reading the whole window.
 
-Attention written out by hand, other position encodings and the MLP live in
+This file reads alone, like nanoGPT's ``model.py``: the configuration, the attention layer,
+the MLP, the block, the model and its sampling; it imports two small checks from ``core`` and
+nothing else of the course. Attention written out by hand and other position encodings live in
 ``minigpt.models.attention``; the encoder-only and encoder-decoder variants in
 ``minigpt.models.transformer`` (chapter 04).
 """
@@ -32,7 +34,6 @@ from torch import nn
 
 from minigpt.core.metrics import is_integer
 from minigpt.core.runtime import evaluating
-from minigpt.models.attention import MLP
 
 
 @dataclass
@@ -134,6 +135,31 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward layer: C -> 4C -> GELU -> C, the same at every position
+    (then dropout, if any). The encoder and decoder blocks of ``minigpt.models.transformer``
+    use it too."""
+
+    def __init__(self, n_embd: int, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        self.proj.residual = True  # marks a layer that writes into the residual stream
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+def check_positions(T: int, block_size: int) -> None:
+    """Raise if ``T`` tokens (a cache's and the new ones together) do not fit a context of
+    ``block_size``. Every Transformer of the course checks its input with it."""
+    if T > block_size:
+        raise ValueError(f"{T} tokens do not fit in the context of {block_size} (block_size): "
+                         "pass at most block_size tokens, e.g. idx[:, -block_size:], or build "
+                         "a model with a larger block_size")
 
 
 class Block(nn.Module):
@@ -270,11 +296,7 @@ class GPT(nn.Module):
         read it too (chapters 09-10)."""
         _, T = idx.shape
         past = 0 if cache is None else len(cache)
-        if past + T > self.cfg.block_size:
-            raise ValueError(
-                f"{past + T} tokens do not fit in the context of {self.cfg.block_size} "
-                "(block_size): pass at most block_size tokens, e.g. idx[:, -block_size:]"
-            )
+        check_positions(past + T, self.cfg.block_size)
         pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for block in self.blocks:

@@ -2,7 +2,9 @@
 
 The Transformer of Vaswani et al. (2017) had two halves, and its descendants kept one or both:
 
-- ``Transformer``: a stack of ``attention.Block`` over token and position embeddings, with an
+- ``Block``: the pre-norm layer (self-attention, optional cross-attention, GPT's ``MLP``), built
+  on ``attention.MultiHeadAttention``.
+- ``Transformer``: a stack of ``Block`` over token and position embeddings, with an
   output layer tied to the token embedding. ``causal=True`` makes it a decoder-only language
   model (GPT; chapter 04 also uses ``minigpt.models.gpt.GPT``), ``causal=False`` an encoder that reads
   the whole text at once. Positions are ``"learned"``, ``"sinusoidal"``, ``"rotary"`` or
@@ -12,8 +14,8 @@ The Transformer of Vaswani et al. (2017) had two halves, and its descendants kep
   random token and 10% stay as they are; the loss counts only the chosen positions.
 - ``Seq2Seq``: an encoder-decoder (T5-style, Raffel et al. 2020): the encoder reads the source,
   the causal decoder writes the target and reads the encoder's output through cross-attention.
-  ``StringTask`` is a toy task for it (reverse or sort a string), with held-out strings and
-  ``exact_match``.
+  ``minigpt.data.strings.StringTask`` is a toy task for it (reverse or sort a string), with
+  held-out strings and ``exact_match``.
 - ``attention_maps``: every layer's and head's attention weights for a text, for heat maps.
 
     >>> from minigpt.models.transformer import MaskedLM, TransformerConfig           # doctest: +SKIP
@@ -29,8 +31,7 @@ position buckets and span corruption, beam search, dropout and KV caching.
 from __future__ import annotations
 
 import math
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,18 +39,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minigpt.core.runtime import evaluating
-from minigpt.models.attention import Block, check_positions, padding_mask, sinusoidal_encoding
+from minigpt.models.attention import MultiHeadAttention, padding_mask, sinusoidal_encoding
+from minigpt.models.gpt import MLP, check_positions
 
 __all__ = [
-    "IGNORE",
-    "POSITIONS",
-    "MaskedLM",
-    "Seq2Seq",
-    "StringTask",
-    "Transformer",
-    "TransformerConfig",
-    "attention_maps",
-    "mask_tokens",
+    "IGNORE", "POSITIONS", "MaskedLM", "Seq2Seq", "Transformer", "TransformerConfig",
+    "attention_maps", "mask_tokens",
 ]
 
 POSITIONS = ("learned", "sinusoidal", "rotary", "none")
@@ -68,13 +63,20 @@ class TransformerConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions={self.positions!r}: choose one of {POSITIONS}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
-        if self.positions in ("sinusoidal", "rotary") and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"{self.positions} positions need an even width (n_embd for "
-                             "sinusoidal, n_embd / n_head for rotary)")
+        rules = [  # the same checks, and the same message, as GPTConfig's
+            (self.vocab_size >= 1, "vocab_size must be >= 1"),
+            (self.block_size >= 1, "block_size must be >= 1"),
+            (self.n_layer >= 1, "n_layer must be >= 1"),
+            (self.n_head >= 1 and self.n_embd % self.n_head == 0,
+             "n_embd must be a positive multiple of n_head"),
+            (self.positions in POSITIONS, f"positions must be one of {POSITIONS}"),
+            (self.positions not in ("sinusoidal", "rotary") or self.n_head < 1
+             or (self.n_embd // self.n_head) % 2 == 0,
+             "sinusoidal and rotary positions need an even width per head (n_embd / n_head)"),
+        ]
+        broken = [message for ok, message in rules if not ok]
+        if broken:
+            raise ValueError("Invalid TransformerConfig: " + "; ".join(broken) + f". Got {self}.")
 
 
 def _init_weights(model: nn.Module, n_layer: int) -> None:
@@ -98,6 +100,53 @@ def _init_weights(model: nn.Module, n_layer: int) -> None:
             nn.init.normal_(module.weight, 0.0, std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+
+class Block(nn.Module):
+    """A pre-norm Transformer layer (as in GPT-2; Vaswani et al. normalised after the sum):
+
+        x = x + self_attention(norm(x))
+        x = x + cross_attention(norm(x), memory)     # only with cross=True (a decoder)
+        x = x + mlp(norm(x))
+
+    The residual sums give every layer a direct path to the input (and the gradient a direct
+    path back); normalising each branch's input keeps the stream's scale in check as layers
+    pile up. ``forward(x, mask=None, memory=None, memory_mask=None, return_weights=False)``
+    returns ``x``, or ``(x, weights)`` with ``weights["self"]`` (B, H, T, T) and, in a block
+    with cross-attention, ``weights["cross"]`` (B, H, T, T_memory)."""
+
+    def __init__(self, n_embd: int, n_head: int, causal: bool = False, rotary: bool = False,
+                 cross: bool = False, bias: bool = True):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(n_embd, bias=bias)
+        self.attn = MultiHeadAttention(n_embd, n_head, causal=causal, rotary=rotary, bias=bias)
+        self.cross = None
+        if cross:
+            self.ln_cross = nn.LayerNorm(n_embd, bias=bias)
+            self.cross = MultiHeadAttention(n_embd, n_head, bias=bias)
+        self.ln2 = nn.LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, bias=bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, memory: Tensor | None = None,
+                memory_mask: Tensor | None = None,
+                return_weights: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        weights = {}
+        if return_weights:
+            a, weights["self"] = self.attn(self.ln1(x), mask=mask, return_weights=True)
+        else:
+            a = self.attn(self.ln1(x), mask=mask)
+        x = x + a
+        if self.cross is not None:
+            if memory is None:
+                raise ValueError("this block has cross-attention: pass the encoder's output as memory")
+            if return_weights:
+                a, weights["cross"] = self.cross(self.ln_cross(x), memory=memory, mask=memory_mask,
+                                                 return_weights=True)
+            else:
+                a = self.cross(self.ln_cross(x), memory=memory, mask=memory_mask)
+            x = x + a
+        x = x + self.mlp(self.ln2(x))
+        return (x, weights) if return_weights else x
 
 
 class Embedding(nn.Module):
@@ -316,103 +365,3 @@ class Seq2Seq(nn.Module):
                     break
         out = out[:, 1:]
         return out.masked_fill(out == self.eos_id, self.pad_id)
-
-
-@dataclass(frozen=True)
-class StringTask:
-    """A toy sequence-to-sequence task: map a string of ``min_len .. max_len`` letters from
-    ``alphabet`` to its reverse (``op="reverse"``) or its sorted letters (``op="sort"``).
-
-    About one string in ten (chosen by a checksum, so always the same ones) is held out:
-    ``batches`` never trains on it and ``sample(split="test")`` draws only those. Token ids:
-    0 pad, 1 bos, 2 eos, then the letters."""
-
-    alphabet: str = "abcdefghijklmnopqrstuvwxyz"
-    min_len: int = 1
-    max_len: int = 16
-    op: str = "reverse"
-
-    def __post_init__(self) -> None:
-        if self.op not in ("reverse", "sort"):
-            raise ValueError(f"op={self.op!r}: choose 'reverse' or 'sort'")
-        if not 1 <= self.min_len <= self.max_len:
-            raise ValueError(f"need 1 <= min_len <= max_len, got {self.min_len} and {self.max_len}")
-        if len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet:
-            raise ValueError("alphabet must be distinct characters")
-
-    pad_id, bos_id, eos_id = 0, 1, 2
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.alphabet) + 3
-
-    @property
-    def block_size(self) -> int:
-        """Longest sequence either side: the string with bos and eos."""
-        return self.max_len + 2
-
-    def target(self, s: str) -> str:
-        return s[::-1] if self.op == "reverse" else "".join(sorted(s, key=self.alphabet.index))
-
-    @staticmethod
-    def is_heldout(s: str) -> bool:
-        return zlib.crc32(s.encode("utf-8")) % 10 == 0
-
-    def sample(self, n: int, split: str = "train", generator: torch.Generator | None = None) -> list[str]:
-        """``n`` random strings of the split ("train" or "test")."""
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
-        out = []
-        while len(out) < n:
-            length = int(torch.randint(self.min_len, self.max_len + 1, (1,), generator=generator))
-            letters = torch.randint(len(self.alphabet), (length,), generator=generator).tolist()
-            s = "".join(self.alphabet[i] for i in letters)
-            if self.is_heldout(s) == (split == "test"):
-                out.append(s)
-        return out
-
-    def encode(self, strings: Iterable[str], bos: bool = False) -> Tensor:
-        """Strings as (B, max_len + 1 or + 2) ids: letters, eos, padding (with bos first if asked)."""
-        rows = []
-        for s in strings:
-            bad = [c for c in s if c not in self.alphabet]
-            if bad or not self.min_len <= len(s) <= self.max_len:
-                raise ValueError(f"{s!r}: need {self.min_len} to {self.max_len} letters from "
-                                 f"{self.alphabet!r}" + (f", not {bad[0]!r}" if bad else ""))
-            ids = [self.bos_id] * bos + [self.alphabet.index(c) + 3 for c in s] + [self.eos_id]
-            rows.append(ids + [self.pad_id] * (self.max_len + 1 + bos - len(ids)))
-        return torch.tensor(rows)
-
-    def decode(self, ids: Tensor) -> list[str]:
-        """Rows of ids back to strings, stopping at eos or padding."""
-        out = []
-        for row in ids.tolist():
-            letters = []
-            for i in row:
-                if i in (self.pad_id, self.eos_id):
-                    break
-                letters.append(self.alphabet[i - 3] if i >= 3 else "?")
-            out.append("".join(letters))
-        return out
-
-    def batches(self, batch_size: int, generator: torch.Generator | None = None
-                ) -> Callable[[str], tuple[Tensor, Tensor]]:
-        """``get_batch(split) -> (src, tgt)`` for the Trainer; "train" draws training strings,
-        "val" held-out ones."""
-        def get_batch(split: str) -> tuple[Tensor, Tensor]:
-            if split not in ("train", "val"):
-                raise ValueError(f"unknown split {split!r}: choose 'train' or 'val'")
-            strings = self.sample(batch_size, "train" if split == "train" else "test", generator)
-            return self.encode(strings), self.encode([self.target(s) for s in strings], bos=True)
-
-        return get_batch
-
-    def predict(self, model: Seq2Seq, strings: list[str]) -> list[str]:
-        device = next(model.parameters()).device
-        return self.decode(model.generate(self.encode(strings).to(device), self.max_len + 1).cpu())
-
-    def exact_match(self, model: Seq2Seq, strings: list[str]) -> float:
-        """The share of ``strings`` whose whole output is right."""
-        if not strings:
-            raise ValueError("give at least one string")
-        return sum(p == self.target(s) for p, s in zip(self.predict(model, strings), strings)) / len(strings)
