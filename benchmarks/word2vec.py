@@ -21,6 +21,7 @@ import torch
 
 from minigpt.data import benchmarks, corpora
 from minigpt.models import word2vec as w2v
+from minigpt.models import word_vectors
 from minigpt.train.trainer import TrainConfig, Trainer
 
 
@@ -33,7 +34,7 @@ def train_ours(sents: list[list[str]], config: w2v.Word2VecConfig) -> w2v.Word2V
     trainer = Trainer(model, batches, settings, loss_fn=w2v.batch_loss)
     start = time.perf_counter()
     trainer.fit()
-    return w2v.Word2VecRun(w2v.WordVectors.from_model(model, batches.vocab),
+    return w2v.Word2VecRun(word_vectors.WordVectors.from_model(model, batches.vocab),
                            time.perf_counter() - start, w2v.corpus_words(sents), config.epochs,
                            model)
 
@@ -56,9 +57,9 @@ def main() -> None:
     for name, train in [("gensim", lambda: w2v.train_gensim(sents, config, args.workers)),
                         ("minigpt", lambda: train_ours(sents, config))]:
         run = train()
-        ws = w2v.evaluate_similarity(run.vectors, bench["wordsim353"])
-        sl = w2v.evaluate_similarity(run.vectors, bench["simlex999"])
-        an = w2v.evaluate_analogies(run.vectors, bench["questions-words"])
+        ws = word_vectors.evaluate_similarity(run.vectors, bench["wordsim353"])
+        sl = word_vectors.evaluate_similarity(run.vectors, bench["simlex999"])
+        an = word_vectors.evaluate_analogies(run.vectors, bench["questions-words"])
         rows[name] = (run, ws)
         print(f"{name:<8} WordSim353 {ws.spearman:.3f} ({ws.pairs} pairs)  SimLex-999 "
               f"{sl.spearman:.3f} ({sl.pairs} pairs)  analogies {an.accuracy:.2%} of "

@@ -10,7 +10,8 @@ from torch import nn
 
 from minigpt.methods import probes
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.models.rnn import NPLM, RNNLM
+from minigpt.models.nplm import NPLM
+from minigpt.models.rnn import RNNLM
 from minigpt.train.trainer import TrainConfig, Trainer
 
 matplotlib.use("Agg")

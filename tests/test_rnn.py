@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from minigpt.data.tokenizers import CharTokenizer
-from minigpt.models import rnn
+from minigpt.models import nplm, rnn
 from minigpt.models.gpt import sample
 from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
 
@@ -110,7 +110,7 @@ def test_rnnlm_lstm_forget_bias_starts_at_one():
 
 def test_nplm_sees_exactly_its_window():
     torch.manual_seed(0)
-    model = rnn.NPLM(V, context=3, n_embd=4, n_hidden=8)
+    model = nplm.NPLM(V, context=3, n_embd=4, n_hidden=8)
     x = torch.randint(0, V, (2, 9))
     logits, loss = model(x, x)
     assert logits.shape == (2, 9, V) and loss.dim() == 0
@@ -125,19 +125,19 @@ def test_models_reject_bad_input_with_advice():
     with pytest.raises(ValueError, match="kind must be one of rnn, lstm, gru"):
         rnn.RNNLM(V, "transformer")
     with pytest.raises(ValueError, match=">= 1"):
-        rnn.NPLM(V, context=0)
+        nplm.NPLM(V, context=0)
     model = rnn.RNNLM(V, "rnn", n_embd=4, n_hidden=4)
     with pytest.raises(ValueError, match="tokenizer's vocab_size"):
         model(torch.tensor([[V]]))
     with pytest.raises(ValueError, match=r"shape \(B, T\)"):
         model(torch.tensor([1, 2]))
-    for lm in (model, rnn.NPLM(V, context=2, n_embd=4, n_hidden=4)):
+    for lm in (model, nplm.NPLM(V, context=2, n_embd=4, n_hidden=4)):
         with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
             lm.generate(torch.tensor([[1]]), -1)
 
 
 @pytest.mark.parametrize("make", [lambda: rnn.RNNLM(V, "gru", n_embd=4, n_hidden=6),
-                                  lambda: rnn.NPLM(V, context=2, n_embd=4, n_hidden=6)],
+                                  lambda: nplm.NPLM(V, context=2, n_embd=4, n_hidden=6)],
                          ids=["rnnlm", "nplm"])
 def test_generate_matches_gpt_contract_and_works_with_sample(make):
     torch.manual_seed(0)
@@ -272,9 +272,9 @@ def test_heldout_loss_carry_predicts_every_token_once_with_its_streams_context(n
     with pytest.raises(ValueError, match="n_streams"):
         rnn.heldout_loss_carry(model, ids, n_streams=0)
     with pytest.raises(TypeError, match="train.heldout_loss"):
-        rnn.heldout_loss_carry(rnn.NPLM(V), ids)
+        rnn.heldout_loss_carry(nplm.NPLM(V), ids)
     with pytest.raises(TypeError, match="forward_with_state"):
-        rnn.TBPTT({"train": ids_array(100)}, 1, 4).loss_fn(rnn.NPLM(V), (x, x))
+        rnn.TBPTT({"train": ids_array(100)}, 1, 4).loss_fn(nplm.NPLM(V), (x, x))
 
 
 @pytest.mark.parametrize("kind", list(rnn.KINDS))
@@ -301,7 +301,7 @@ def test_grad_norm_through_time_matches_a_hand_unrolled_cell(kind):
 
 def test_grad_norm_through_time_rejects_what_it_cannot_measure():
     with pytest.raises(TypeError, match="RNNLM"):
-        rnn.grad_norm_through_time(rnn.NPLM(V), torch.zeros(1, 4, dtype=torch.long))
+        rnn.grad_norm_through_time(nplm.NPLM(V), torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="at least 2"):
         rnn.grad_norm_through_time(rnn.RNNLM(V, "rnn"), torch.zeros(1, 1, dtype=torch.long))
 

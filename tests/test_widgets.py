@@ -82,7 +82,7 @@ def test_ngram_explorer_shows_the_distribution_and_follows_its_knobs():
 def toy_word_vectors():
     import numpy as np
 
-    from minigpt.models.word2vec import WordVectors
+    from minigpt.models.word_vectors import WordVectors
 
     words = ["man", "woman", "king", "queen", "apple", "pear"]
     vecs = np.array([[1, 0, 0], [-1, 0, 0], [1, 1, 0], [-1, 1, 0], [0, 0, 1], [0.1, 0, 1]], float)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from minigpt.data import benchmarks, corpora
 from minigpt.models import word2vec as w2v
+from minigpt.models import word_vectors
 from minigpt.train.trainer import TrainConfig, Trainer
 
 matplotlib.use("Agg")
@@ -201,10 +202,10 @@ def test_training_brings_words_with_shared_contexts_together(cbow, learn_seed, f
     batches = w2v.Word2VecBatches.from_sentences(TOY, cfg)
     torch.manual_seed(learn_seed)
     model = w2v.Word2Vec(batches.vocab.vocab_size, cfg.dim)
-    before = w2v.WordVectors.from_model(model, batches.vocab)
+    before = word_vectors.WordVectors.from_model(model, batches.vocab)
     config = TrainConfig(**w2v.train_config_kwargs(cfg, batches.steps()), progress=False)
     history = Trainer(model, batches, config, loss_fn=w2v.batch_loss).fit()
-    after = w2v.WordVectors.from_model(model, batches.vocab)
+    after = word_vectors.WordVectors.from_model(model, batches.vocab)
     assert history.loss[-1] < history.loss[0]
     # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): the three gaps are
     # 0.70-1.14, 0.64-0.91 and 0.64-0.90 (skip-gram and CBOW)
@@ -227,7 +228,7 @@ def toy_vectors():
     # gender on axis 0, royalty on axis 1, fruit on axis 2
     words = ["man", "woman", "king", "queen", "apple", "pear"]
     vecs = np.array([[1, 0, 0], [-1, 0, 0], [1, 1, 0], [-1, 1, 0], [0, 0, 1], [0.1, 0, 1]], float)
-    return w2v.WordVectors(words, vecs)
+    return word_vectors.WordVectors(words, vecs)
 
 
 def test_neighbours_are_sorted_by_cosine_and_exclude_the_word():
@@ -252,25 +253,25 @@ def test_unknown_words_say_what_to_do():
     with pytest.raises(ValueError, match="Close ones that are: king"):
         wv.analogy("man", "kingg", "woman")
     with pytest.raises(ValueError, match="one vector per word"):
-        w2v.WordVectors(["a", "b"], np.zeros((3, 2)))
+        word_vectors.WordVectors(["a", "b"], np.zeros((3, 2)))
 
 
 @pytest.mark.parametrize("query", ["man:king::woman", "man : king :: woman : ?",
                                    "Man King Woman", "man:king::woman:?"])
 def test_parse_analogy(query):
-    assert w2v.parse_analogy(query) == ("man", "king", "woman")
+    assert word_vectors.parse_analogy(query) == ("man", "king", "woman")
 
 
 @pytest.mark.parametrize("query", ["", "man:king", "a:b::c:d:e"])
 def test_parse_analogy_rejects_what_is_not_three_words(query):
     with pytest.raises(ValueError, match="a:b::c"):
-        w2v.parse_analogy(query)
+        word_vectors.parse_analogy(query)
 
 
 def test_pca_2d_finds_the_directions_of_largest_variance():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5)) * np.array([10, 3, 0.1, 0.1, 0.1])
-    xy = w2v.pca_2d(x)
+    xy = word_vectors.pca_2d(x)
     assert xy.shape == (200, 2)
     assert np.allclose(xy.mean(0), 0, atol=1e-9)
     assert xy[:, 0].var() > xy[:, 1].var() > 1
@@ -278,10 +279,10 @@ def test_pca_2d_finds_the_directions_of_largest_variance():
 
 
 def test_plot_word_groups_names_missing_words():
-    ax = w2v.plot_word_groups(toy_vectors(), {"royal": ["king", "queen"], "fruit": ["apple", "fig"]})
+    ax = word_vectors.plot_word_groups(toy_vectors(), {"royal": ["king", "queen"], "fruit": ["apple", "fig"]})
     assert "fig" in ax.get_title() and len(ax.collections) == 2
     with pytest.raises(ValueError):
-        w2v.plot_word_groups(toy_vectors(), {"none": ["fig", "kiwi"]})
+        word_vectors.plot_word_groups(toy_vectors(), {"none": ["fig", "kiwi"]})
 
 
 # ---- evaluation, against gensim's own ----------------------------------------------------------
@@ -302,7 +303,7 @@ def test_train_gensim_reports_its_speed(gensim_run):
 def test_similarity_evaluation_equals_gensims(gensim_run):
     from gensim.test.utils import datapath
 
-    ours = w2v.evaluate_similarity(gensim_run.vectors, benchmarks.load_benchmark("wordsim353"))
+    ours = word_vectors.evaluate_similarity(gensim_run.vectors, benchmarks.load_benchmark("wordsim353"))
     _pearson, spearman, oov_percent = gensim_run.model.wv.evaluate_word_pairs(datapath("wordsim353.tsv"))
     assert ours.spearman == pytest.approx(spearman.statistic, abs=1e-6)
     assert ours.total == 353
@@ -312,7 +313,7 @@ def test_similarity_evaluation_equals_gensims(gensim_run):
 def test_analogy_evaluation_equals_gensims(gensim_run):
     from gensim.test.utils import datapath
 
-    ours = w2v.evaluate_analogies(gensim_run.vectors, benchmarks.load_benchmark("questions-words"))
+    ours = word_vectors.evaluate_analogies(gensim_run.vectors, benchmarks.load_benchmark("questions-words"))
     score, sections = gensim_run.model.wv.evaluate_word_analogies(datapath("questions-words.txt"))
     total = sections[-1]
     assert ours.questions == len(total["correct"]) + len(total["incorrect"]) > 0
@@ -323,9 +324,9 @@ def test_analogy_evaluation_equals_gensims(gensim_run):
 def test_evaluations_refuse_or_count_what_they_cannot_score():
     wv = toy_vectors()
     with pytest.raises(ValueError, match="vocabulary"):
-        w2v.evaluate_similarity(wv, [("cat", "dog", 5.0)])
-    assert w2v.evaluate_analogies(wv, [("a", "b", "c", "d")]) == (0.0, 0, 0, 1)
-    assert w2v.evaluate_analogies(wv, {"s": [("man", "king", "woman", "queen")]}) == (1.0, 1, 1, 1)
+        word_vectors.evaluate_similarity(wv, [("cat", "dog", 5.0)])
+    assert word_vectors.evaluate_analogies(wv, [("a", "b", "c", "d")]) == (0.0, 0, 0, 1)
+    assert word_vectors.evaluate_analogies(wv, {"s": [("man", "king", "woman", "queen")]}) == (1.0, 1, 1, 1)
 
 
 # ---- text8, the opt-in bigger corpus (a row of minigpt.data.corpora.CORPORA) ---------------------------

@@ -16,7 +16,7 @@ import numpy as np
 
 from minigpt.models.gpt import GPT, sample
 from minigpt.models.ngram import SMOOTHINGS, NGramLM
-from minigpt.models.word2vec import WordVectors, parse_analogy
+from minigpt.models.word_vectors import WordVectors, parse_analogy
 
 
 def sampler(model: GPT, tokenizer, prompt: str = "The ", max_new_tokens: int = 200) -> W.VBox:

@@ -1,11 +1,8 @@
-"""Neural language models before the Transformer: a fixed-window net and recurrent networks.
+"""Recurrent language models: the networks before the Transformer.
 
-Chapter 03 walks from counting (chapter 01) to recurrence in three steps:
+Chapter 03 walks from counting (chapter 01) to recurrence: first a fixed window of embeddings
+(``minigpt.models.nplm``), then state carried through time:
 
-- ``NPLM``: Bengio et al.'s (2003) neural probabilistic language model. It predicts the next
-  token from a fixed window of the ``context`` previous ones: embed each, concatenate, one
-  tanh layer, softmax. Dense vectors generalise where n-gram counts are sparse, but the window
-  is still fixed.
 - ``RNNCell``, ``LSTMCell``, ``GRUCell``: one time step of Elman's (1990) recurrent network,
   of Hochreiter & Schmidhuber's (1997) LSTM and of Cho et al.'s (2014) GRU, written out by
   hand with the same parameters as ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (``from_torch`` copies
@@ -14,7 +11,7 @@ Chapter 03 walks from counting (chapter 01) to recurrence in three steps:
   faster): embedding -> RNN / LSTM / GRU -> linear head. Its ``generate`` has the signature of
   ``GPT.generate``, so ``gpt.sample`` and ``widgets.sampler`` work with it unchanged.
 
-Training uses the course's one ``train.Trainer``. Truncated backpropagation through time with
+Training uses the course's one ``minigpt.train.trainer.Trainer``. Truncated backpropagation through time with
 the hidden state carried from one window to the next is a data-and-loss pair, ``TBPTT``,
 that plugs into the Trainer's ``get_batch`` and ``loss_fn``:
 
@@ -51,18 +48,8 @@ from minigpt.data.batching import get_batch as random_windows
 from minigpt.models.gpt import check_sampling, check_token_ids, sample_next
 
 __all__ = [
-    "KINDS",
-    "NPLM",
-    "RNNLM",
-    "TBPTT",
-    "GRUCell",
-    "LSTMCell",
-    "RNNCell",
-    "State",
-    "detach_state",
-    "grad_norm_through_time",
-    "heldout_loss_carry",
-    "unroll",
+    "KINDS", "RNNLM", "TBPTT", "GRUCell", "LSTMCell", "RNNCell", "State", "detach_state",
+    "grad_norm_through_time", "heldout_loss_carry", "unroll",
 ]
 
 State = Tensor | tuple[Tensor, Tensor]
@@ -85,55 +72,6 @@ def _check_stateful(model: nn.Module, what: str) -> None:
                         f"state), such as RNNLM; {type(model).__name__} has none. For a model "
                         "without a state (NPLM, GPT) use train.heldout_loss and random windows "
                         "(data.make_get_batch) instead.")
-
-
-# ---------------------------------------------------------------------------------------------
-# The fixed-window neural language model (Bengio et al. 2003)
-# ---------------------------------------------------------------------------------------------
-
-
-class NPLM(nn.Module):
-    """Predict token t from tokens t-context .. t-1: embed, concatenate, tanh layer, softmax.
-
-    ``forward(x, y=None) -> (logits, loss)`` gives a prediction at every position of ``x``
-    (B, T); positions with fewer than ``context`` tokens before them see a learned "before the
-    text" token in the missing slots, so any window length works.
-    """
-
-    def __init__(self, vocab_size: int, context: int = 8, n_embd: int = 32, n_hidden: int = 256):
-        super().__init__()
-        if min(vocab_size, context, n_embd, n_hidden) < 1:
-            raise ValueError("vocab_size, context, n_embd and n_hidden must all be >= 1")
-        self.vocab_size, self.context = vocab_size, context
-        self.emb = nn.Embedding(vocab_size + 1, n_embd)  # id vocab_size: "before the text"
-        self.hidden = nn.Linear(context * n_embd, n_hidden)
-        self.head = nn.Linear(n_hidden, vocab_size)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        check_token_ids(x, self.vocab_size)
-        B, T = x.shape
-        padded = F.pad(x, (self.context - 1, 0), value=self.vocab_size)  # (B, T + context - 1)
-        windows = padded.unfold(1, self.context, 1)  # (B, T, context): tokens t-context+1 .. t
-        e = self.emb(windows).flatten(2)  # (B, T, context * C)
-        logits = self.head(torch.tanh(self.hidden(e)))  # (B, T, V)
-        loss = None if y is None else F.cross_entropy(logits.reshape(B * T, -1), y.reshape(-1))
-        return logits, loss
-
-    @torch.no_grad()
-    def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None, *,
-                 top_p: float | None = None) -> Tensor:
-        """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens (as ``GPT.generate``)."""
-        check_sampling(temperature, top_k, top_p, max_new_tokens)
-        with evaluating(self):
-            for _ in range(max_new_tokens):
-                logits, _ = self(idx[:, -self.context:])  # the window is all the model can see
-                nxt = sample_next(logits[:, -1], temperature, top_k, generator, top_p=top_p)
-                idx = torch.cat([idx, nxt], 1)
-        return idx
 
 
 # ---------------------------------------------------------------------------------------------

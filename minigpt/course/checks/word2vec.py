@@ -17,6 +17,7 @@ import torch
 from minigpt.course.checks._base import call as _call
 from minigpt.course.checks._base import passed as _passed
 from minigpt.models import word2vec as w2v
+from minigpt.models import word_vectors
 
 __all__ = ["check_analogy", "check_keep_probability", "check_sgns_loss"]
 
@@ -109,7 +110,7 @@ def check_analogy(cosine_similarity: Callable[[np.ndarray, np.ndarray], float],
             raise AssertionError(f"{task}: cosine_similarity({u.tolist()}, {v.tolist()}) "
                                  f"returned {got}, expected {want:.4f}.{tip}")
     vectors = _toy_vectors()
-    reference = w2v.WordVectors(list(vectors), np.stack(list(vectors.values())))
+    reference = word_vectors.WordVectors(list(vectors), np.stack(list(vectors.values())))
     for a, b, c in [("man", "king", "woman"), ("woman", "queen", "man"), ("king", "man", "queen"),
                     ("man", "woman", "king")]:
         want = reference.analogy(a, b, c, k=1)[0][0]
