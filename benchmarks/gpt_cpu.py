@@ -31,7 +31,9 @@ from torch import nn
 from minigpt.data import batching, corpora
 from minigpt.data.tokenizers import CharTokenizer
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
+from minigpt.train.config import TrainConfig
+from minigpt.train.evaluation import heldout_loss
+from minigpt.train.trainer import Trainer
 
 TARGET_NATS = 1.88
 

@@ -22,7 +22,8 @@ import torch
 from minigpt.data import benchmarks, corpora
 from minigpt.models import word2vec as w2v
 from minigpt.models import word_vectors
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 
 
 def train_ours(sents: list[list[str]], config: w2v.Word2VecConfig) -> w2v.Word2VecRun:

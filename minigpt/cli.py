@@ -40,7 +40,9 @@ from minigpt.data.tokenizers import CharTokenizer, tokenizer_from_dict, tokenize
 from minigpt.models.gpt import GPT, PRESETS, GPTConfig, sample
 from minigpt.train import distributed
 from minigpt.train.checkpoint import load_checkpoint
-from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
+from minigpt.train.config import TrainConfig
+from minigpt.train.evaluation import heldout_loss
+from minigpt.train.trainer import Trainer
 
 
 def make_tokenizer(spec: str, text: str):

@@ -12,7 +12,8 @@ from tiny_training import zero_64_bytes_in_the_largest_tensor
 from minigpt import cli
 from minigpt.cli import load_model, main
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 
 TINY = ["--corpus", "news", "--preset", "nano", "--block-size", "16", "--batch-size", "4",
         "--eval-interval", "2"]

@@ -16,9 +16,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from minigpt.methods import parallel
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.train import distributed
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16)
@@ -157,22 +159,22 @@ def test_column_and_row_parallel_linear_equal_the_whole_layer(n_shards, with_bia
     whole = F.linear(x, weight, bias)
     # equal up to float rounding: the matmul kernels order the sums of products differently
     torch.testing.assert_close(
-        distributed.column_parallel_linear(x, weight, bias, n_shards), whole, rtol=1e-5, atol=1e-5)
+        parallel.column_parallel_linear(x, weight, bias, n_shards), whole, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(
-        distributed.row_parallel_linear(x, weight, bias, n_shards), whole, rtol=1e-5, atol=1e-5)
+        parallel.row_parallel_linear(x, weight, bias, n_shards), whole, rtol=1e-5, atol=1e-5)
 
 
 def test_parallel_linear_refuses_more_shards_than_features():
     x, weight = torch.randn(2, 4), torch.randn(3, 4)
     with pytest.raises(ValueError, match="n_shards"):
-        distributed.column_parallel_linear(x, weight, None, 4)
+        parallel.column_parallel_linear(x, weight, None, 4)
     with pytest.raises(ValueError, match="n_shards"):
-        distributed.row_parallel_linear(x, weight, None, 5)
+        parallel.row_parallel_linear(x, weight, None, 5)
 
 
 @needs_gloo
 def test_split_linear_demo_on_two_processes_equals_the_whole_layer():
-    assert distributed.split_linear_demo(world_size=2) < 1e-5
+    assert parallel.split_linear_demo(world_size=2) < 1e-5
 
 
 # ---- the command line under torchrun -------------------------------------------------------

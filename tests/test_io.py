@@ -144,7 +144,7 @@ def test_pinned_keys_assistant_world():
 def test_pinned_key_compress_pretrained_gpt(tmp_path, monkeypatch):
     from minigpt.methods import compress
     from minigpt.models.gpt import GPTConfig
-    from minigpt.train.trainer import TrainConfig
+    from minigpt.train.config import TrainConfig
 
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
     paths = _capture_cache_path(monkeypatch)

@@ -12,7 +12,8 @@ from minigpt.methods import probes
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.models.nplm import NPLM
 from minigpt.models.rnn import RNNLM
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 
 matplotlib.use("Agg")
 

@@ -10,7 +10,8 @@ from torch import nn
 
 from minigpt.methods import compress, quantize
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 
 CFG = GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
 

@@ -21,7 +21,7 @@ from minigpt.methods.reward import (
     train_reward_model,
 )
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.train.trainer import TrainConfig
+from minigpt.train.config import TrainConfig
 
 PAD = 0
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from minigpt.methods import rlhf
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.train.trainer import NonFiniteLossError, TrainConfig
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import NonFiniteLossError
 
 TINY = GPTConfig(vocab_size=8, block_size=16, n_layer=1, n_head=2, n_embd=32)
 END = 7  # the token that ends a response

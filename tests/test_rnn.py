@@ -11,7 +11,9 @@ from torch import nn
 from minigpt.data.tokenizers import CharTokenizer
 from minigpt.models import nplm, rnn
 from minigpt.models.gpt import sample
-from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
+from minigpt.train.config import TrainConfig
+from minigpt.train.evaluation import heldout_loss
+from minigpt.train.trainer import Trainer
 
 V = 11
 

@@ -17,16 +17,9 @@ from tiny_training import VOCAB, Bigram, config, make_get_batch, periodic_stream
 from torch import nn
 
 from minigpt.train.checkpoint import load_checkpoint
-from minigpt.train.trainer import (
-    History,
-    NonFiniteLossError,
-    TrainConfig,
-    Trainer,
-    autocast_dtype,
-    lr_at,
-    param_groups,
-    plot_history,
-)
+from minigpt.train.config import History, TrainConfig, autocast_dtype, lr_at, param_groups
+from minigpt.train.evaluation import plot_history
+from minigpt.train.trainer import NonFiniteLossError, Trainer
 
 # ---- schedule, parameter groups, config -----------------------------------------------------
 
@@ -392,7 +385,7 @@ def test_heldout_loss_is_the_token_weighted_mean_over_every_target():
     import numpy as np
 
     from minigpt.models.gpt import GPT, GPTConfig
-    from minigpt.train.trainer import heldout_loss
+    from minigpt.train.evaluation import heldout_loss
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8))

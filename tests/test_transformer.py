@@ -16,7 +16,8 @@ from minigpt.models.transformer import (
     attention_maps,
     mask_tokens,
 )
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 
 TOK = CharTokenizer.fit("abcdefgh ")
 

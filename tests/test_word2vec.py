@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from minigpt.data import benchmarks, corpora
 from minigpt.models import word2vec as w2v
 from minigpt.models import word_vectors
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 
 matplotlib.use("Agg")
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minigpt.train.trainer import TrainConfig
+from minigpt.train.config import TrainConfig
 
 VOCAB = 8
 

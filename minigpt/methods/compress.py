@@ -44,7 +44,8 @@ from minigpt.core.io import sha256_bytes
 from minigpt.data.batching import make_get_batch
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.train.cache import cached_model
-from minigpt.train.trainer import LossFn, TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import LossFn, Trainer
 
 __all__ = ["distill_loss_fn", "distillation_loss", "keep_pruned", "magnitude_prune",
            "pretrained_gpt", "prunable_weights", "share_layers", "shared_fraction", "sparsity"]

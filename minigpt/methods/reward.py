@@ -52,7 +52,8 @@ from torch import Tensor, nn
 
 from minigpt.core.runtime import evaluating
 from minigpt.models.gpt import GPT
-from minigpt.train.trainer import History, TrainConfig, Trainer
+from minigpt.train.config import History, TrainConfig
+from minigpt.train.trainer import Trainer
 
 __all__ = [
     "Pair", "RewardModel", "bradley_terry_loss", "collate_pairs", "noise_ceiling",

@@ -59,7 +59,8 @@ from tqdm.auto import tqdm
 
 from minigpt.core.runtime import evaluating
 from minigpt.models.gpt import GPT
-from minigpt.train.trainer import History, NonFiniteLossError, TrainConfig, Trainer, param_groups
+from minigpt.train.config import History, TrainConfig, param_groups
+from minigpt.train.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "AdaptiveKLController", "BestOfN", "FixedKLController", "PPOConfig", "PPOTrainer",

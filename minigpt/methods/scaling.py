@@ -63,7 +63,9 @@ from minigpt.data.batching import make_get_batch, split_text, to_ids_array
 from minigpt.data.corpora import load_corpus
 from minigpt.data.tokenizers import CharTokenizer
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.train.trainer import TrainConfig, Trainer, heldout_loss
+from minigpt.train.config import TrainConfig
+from minigpt.train.evaluation import heldout_loss
+from minigpt.train.trainer import Trainer
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -33,7 +33,8 @@ from torch import nn
 
 from minigpt.core.metrics import check_count
 from minigpt.data.tokenizers import ChatTokenizer
-from minigpt.train.trainer import History, TrainConfig, Trainer
+from minigpt.train.config import History, TrainConfig
+from minigpt.train.trainer import Trainer
 from minigpt.world import tasks
 
 if TYPE_CHECKING:

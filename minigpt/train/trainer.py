@@ -11,10 +11,12 @@ targets ``y`` from the inputs ``x``. Chapters whose models look different (word2
 LM, a reward model) pass ``loss_fn(model, batch) -> loss`` instead.
 
 The data contract: ``get_batch(split)``, with ``split`` either ``"train"`` or ``"val"``, returns
-a tuple of tensors such as ``(x, y)``; ``minigpt.data.corpora`` makes such functions. The Trainer moves
+a tuple of tensors such as ``(x, y)``; ``minigpt.data.batching`` makes such functions. The Trainer moves
 the tensors to its device. The batch size lives in ``get_batch``, not in the config.
 
-    >>> from minigpt.train.trainer import TrainConfig, Trainer, plot_history
+    >>> from minigpt.train.config import TrainConfig
+    >>> from minigpt.train.evaluation import plot_history
+    >>> from minigpt.train.trainer import Trainer
     >>> config = TrainConfig(max_steps=2000, lr=1e-3, warmup_steps=100)       # doctest: +SKIP
     >>> trainer = Trainer(model, get_batch, config)                            # doctest: +SKIP
     >>> history = trainer.fit()                                                # doctest: +SKIP
@@ -43,9 +45,10 @@ writes checkpoints. Under DDP, ``loss_fn`` receives the wrapped model: call it, 
 ``model(x, y)``, rather than reaching into its attributes. Resuming a run exactly, batch for
 batch, works for one process only: a resumed distributed run reseeds each process.
 
-The checkpoint file (its keys, why it loads with ``weights_only=True``, its checksum, what its
-errors say) is ``minigpt.train.checkpoint``'s; the cache of trained models that chapters share is
-``minigpt.train.cache``'s.
+The settings and the schedule are ``minigpt.train.config``'s, held-out loss and plots
+``minigpt.train.evaluation``'s, the checkpoint file (its keys, why it loads with
+``weights_only=True``, its checksum, what its errors say) ``minigpt.train.checkpoint``'s, and
+the cache of trained models that chapters share ``minigpt.train.cache``'s.
 
 Deliberately left out: torch.compile, fused optimizers and TF32 settings, early stopping,
 callbacks and logging services. Each is a few lines on top of this loop; none is needed to see
@@ -57,12 +60,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -79,170 +80,23 @@ from minigpt.train.checkpoint import (
     set_rng_state,
     write_torch_file,
 )
+from minigpt.train.config import History, TrainConfig, autocast_dtype, lr_at, param_groups
+from minigpt.train.evaluation import model_vocab_size
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+    pass
 
 __all__ = [
-    "History", "NonFiniteLossError", "TrainConfig", "Trainer", "autocast_dtype", "heldout_loss",
-    "lr_at", "model_loss", "param_groups", "plot_history",
+    "NonFiniteLossError", "Trainer", "model_loss",
 ]
 
 Batch = tuple[Tensor, ...]
 GetBatch = Callable[[str], Batch]
 LossFn = Callable[[nn.Module, Batch], Tensor]
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
 
 class NonFiniteLossError(RuntimeError):
     """The loss (or the gradient norm) became NaN or infinite, so training stopped."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything about a training run except the model and the data."""
-
-    max_steps: int = 1000  # optimizer updates in the whole run
-    lr: float = 1e-3  # peak learning rate, reached at the end of warmup
-    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio at max_steps
-    warmup_steps: int = 100  # steps of linear warmup from ~0 to lr
-    weight_decay: float = 0.1  # AdamW decay, for matrices and embeddings only (param_groups)
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float | None = 1.0  # clip the gradient norm to this; None or 0: don't clip
-    grad_accum: int = 1  # micro-batches per optimizer step (their gradients add up)
-    eval_interval: int = 100  # evaluate every this many steps and at the end; 0: never
-    eval_steps: int = 20  # batches per split averaged in one evaluation
-    device: str | None = None  # None: minigpt.device(), i.e. CUDA, then MPS, then the CPU
-    dtype: str = "auto"  # "auto", "float32", "bfloat16" or "float16": see autocast_dtype
-    progress: bool = True  # show a progress bar (tqdm; TQDM_DISABLE=1 also hides it)
-    seed: int | None = 1337  # seeds python, numpy and torch when the Trainer is built
-    checkpoint_path: str | None = None  # where fit() saves; None: fit() doesn't save
-    checkpoint_interval: int = 0  # save every this many steps and at the end; 0: at the end
-
-    def __post_init__(self) -> None:
-        # Plain types, so that the config fits in a checkpoint that loads with weights_only=True.
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if self.device is not None:
-            self.device = str(self.device)
-        if self.checkpoint_path is not None:
-            self.checkpoint_path = str(self.checkpoint_path)
-        rules = [
-            (self.max_steps >= 0, "max_steps must be >= 0"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be between 0 and 1"),
-            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.grad_clip is None or self.grad_clip >= 0, "grad_clip must be >= 0 or None"),
-            (self.grad_accum >= 1, "grad_accum must be >= 1"),
-            (self.eval_interval >= 0, "eval_interval must be >= 0"),
-            (self.eval_steps >= 1, "eval_steps must be >= 1"),
-            (self.dtype in DTYPES, f"dtype must be one of {DTYPES}"),
-            (self.checkpoint_interval >= 0, "checkpoint_interval must be >= 0"),
-        ]
-        broken = [message for ok, message in rules if not ok]
-        if broken:
-            raise ValueError("Invalid TrainConfig: " + "; ".join(broken) + f". Got {self}.")
-        if 0 < self.max_steps < self.warmup_steps:
-            # A warning, not an error: TrainConfig(max_steps=50) with the default warmup is a
-            # common quick run, and existing code builds such configs.
-            warnings.warn(
-                f"warmup_steps={self.warmup_steps} is more than max_steps={self.max_steps}: the "
-                "learning rate never reaches its peak lr. Use warmup_steps <= max_steps, e.g. "
-                "warmup_steps=min(100, max_steps // 10).",
-                UserWarning,
-                stacklevel=3,
-            )
-
-
-@dataclass
-class History:
-    """What happened during training, as lists ready to plot.
-
-    Per optimizer step: ``step``, ``lr``, ``loss`` (mean over the step's micro-batches) and
-    ``grad_norm`` (the global gradient norm before clipping). Per evaluation: ``eval_step``,
-    ``train_loss`` and ``val_loss`` (each a mean over ``eval_steps`` batches). A step number
-    counts the updates made before it: ``loss[i]`` and an evaluation at ``step[i]`` both
-    measure the model after ``step[i]`` updates.
-    """
-
-    step: list[int] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
-    eval_step: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, list]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, lists: dict[str, list]) -> History:
-        return cls(**{f.name: list(lists.get(f.name, [])) for f in fields(cls)})
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """The learning rate for optimizer step ``step`` (counted from 0).
-
-    Linear warmup over ``warmup_steps`` steps (lr/warmup, 2 lr/warmup, ..., lr), then half a
-    cosine from ``lr`` down to ``lr * min_lr_ratio`` at ``max_steps``, and flat after that.
-    Warmup keeps the first, large and noisy updates of a random model from wrecking it; the
-    decay lets the run settle into a minimum at the end.
-    """
-    min_lr = cfg.lr * cfg.min_lr_ratio
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    decay_steps = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)  # 0 -> 1
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))  # 1 -> 0
-    return min_lr + cosine * (cfg.lr - min_lr)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """The model's trainable parameters in two AdamW groups: with and without weight decay.
-
-    Weight decay pulls weights towards zero each step, a regulariser meant for the tensors that
-    mix features: matrices of linear layers and embedding tables (``dim >= 2``). Biases and the
-    gains and shifts of normalisation layers (``dim < 2``) are not decayed: shrinking them does
-    not make the model simpler, it only shifts or rescales activations. Frozen parameters are
-    left out; a tied (shared) parameter appears once.
-    """
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in trainable if p.dim() >= 2]
-    no_decay = [p for p in trainable if p.dim() < 2]
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def autocast_dtype(device: torch.device, policy: str = "auto") -> torch.dtype | None:
-    """The dtype the forward pass runs in under autocast, or None for plain float32.
-
-    ``"auto"``: on CUDA, bfloat16 on GPUs with native support (Ampere and newer), else float16
-    (which needs a gradient scaler, see Trainer); on the CPU and Apple's MPS, float32.
-    ``"bfloat16"`` works on CUDA and the CPU, ``"float16"`` on CUDA only.
-    """
-    if policy == "float32":
-        return None
-    if policy == "auto":
-        if device.type != "cuda":
-            return None
-        # bfloat16 tensor cores arrived with compute capability 8.0 (Ampere). Older GPUs such as
-        # Colab's T4 (7.5) only emulate bfloat16, slowly, although torch.cuda.is_bf16_supported()
-        # says True there: float16 is their fast path.
-        native_bf16 = torch.cuda.get_device_capability(device)[0] >= 8
-        return torch.bfloat16 if native_bf16 else torch.float16
-    if policy == "bfloat16" and device.type in ("cuda", "cpu"):
-        return torch.bfloat16
-    if policy == "float16" and device.type == "cuda":
-        return torch.float16
-    raise ValueError(
-        f"dtype={policy!r} is not available on device {device.type!r}. Use dtype='auto' "
-        "(picks what the device does well), 'float32', 'bfloat16' (CUDA or CPU) or 'float16' "
-        "(CUDA only)."
-    )
 
 
 def model_loss(model: nn.Module, batch: Batch) -> Tensor:
@@ -305,7 +159,7 @@ class Trainer:
         self.loss_fn = loss_fn if loss_fn is not None else model_loss
         # Under the (x, y) contract, batches hold token ids that must fit the model's vocabulary
         # (checked per batch when the model says its size: see _check_batch).
-        self._vocab_size = _model_vocab_size(model) if loss_fn is None else None
+        self._vocab_size = model_vocab_size(model) if loss_fn is None else None
         groups = param_groups(self.model, cfg.weight_decay)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
         # float16 cannot represent very small gradients: the scaler multiplies the loss before
@@ -590,63 +444,3 @@ class Trainer:
         return shown
 
 
-def _model_vocab_size(model: nn.Module) -> int | None:
-    """The vocabulary size that ``model`` says it has (``model.vocab_size``, or that of its
-    ``cfg``/``config``, as GPT, RNNLM and Transformer have), or None."""
-    for owner in (model, getattr(model, "cfg", None), getattr(model, "config", None)):
-        size = getattr(owner, "vocab_size", None)
-        if isinstance(size, int) and not isinstance(size, bool):
-            return size
-    return None
-
-
-@torch.no_grad()
-def heldout_loss(
-    model: nn.Module, ids: np.ndarray, block_size: int, batch_size: int = 32
-) -> tuple[float, int]:
-    """The exact mean loss (nats per token) of ``model`` over a whole held-out split.
-
-    ``ids`` is cut into non-overlapping windows (``data.iter_eval_windows``), so every token
-    but the first is predicted exactly once. Returns ``(mean_loss, n_targets)``; turn it into
-    bits per byte with ``metrics.bits_per_byte(mean_loss, n_targets, n_bytes)``, where
-    ``n_bytes`` is the UTF-8 size of the text those targets spell. Unlike ``Trainer.evaluate``
-    (a few random batches, to watch training), this is the number to report.
-    """
-    from minigpt.data.batching import iter_eval_windows
-
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    with evaluating(model):
-        for x, y in iter_eval_windows(ids, block_size, batch_size, device=device):
-            _logits, loss = model(x, y)
-            total += loss.item() * y.numel()  # the model's loss is a mean: weight it by its tokens
-            count += y.numel()
-    if count == 0:
-        raise ValueError(f"{len(ids)} tokens hold no window of block_size={block_size}: use a longer split")
-    return total / count, count
-
-
-def plot_history(
-    history: History | dict[str, list], ax: Axes | None = None, log_y: bool = False
-) -> Axes:
-    """Plot the loss per step, and the evaluations' train and val losses, against the step.
-
-    ``history`` is a History or its ``to_dict()`` (as in a checkpoint). Draws on ``ax`` if
-    given, else on a new figure; returns the axes.
-    """
-    if isinstance(history, dict):
-        history = History.from_dict(history)
-    if ax is None:
-        import matplotlib.pyplot as plt  # here, so that training never needs matplotlib
-
-        _figure, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(history.step, history.loss, lw=0.8, alpha=0.4, label="train (each step)")
-    if history.eval_step:
-        ax.plot(history.eval_step, history.train_loss, "o-", ms=3, label="train (eval)")
-        ax.plot(history.eval_step, history.val_loss, "o-", ms=3, label="val (eval)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per token)")
-    if log_y:
-        ax.set_yscale("log")
-    ax.legend()
-    return ax

@@ -42,7 +42,8 @@ from minigpt.methods import incontext, reward, sft
 from minigpt.methods.sft import render
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.train.cache import load_or_build, save_model_file
-from minigpt.train.trainer import TrainConfig, Trainer
+from minigpt.train.config import TrainConfig
+from minigpt.train.trainer import Trainer
 from minigpt.world import tasks
 
 __all__ = [
@@ -542,7 +543,7 @@ def wiki_bits_per_byte(model: GPT, world: AssistantWorld, max_chars: int | None 
     """Held-out bits per byte on wiki's test split (its first ``max_chars`` characters): what
     fine-tuning costs the model's language modelling (the "alignment tax")."""
     from minigpt.core.metrics import bits_per_byte
-    from minigpt.train.trainer import heldout_loss
+    from minigpt.train.evaluation import heldout_loss
 
     text = batching.split_text(corpora.load_corpus("wiki"))["test"][:max_chars]
     ids = np.array(world.tokenizer.encode(text), dtype=np.int64)
