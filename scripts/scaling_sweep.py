@@ -4,11 +4,11 @@
     python scripts/scaling_sweep.py --profile gpu --out minigpt/methods/scaling_gpu.json
     python scripts/scaling_sweep.py --profile ci --out /tmp/scaling_ci.json      # seconds
 
-It trains every size of ``minigpt.methods.scaling.SWEEPS[profile]`` and then the held-out size, on
-``wiki`` with the character tokenizer (``scaling.sweep_data``, the notebook's data), and writes
-``scaling.save_results``' JSON: the runs, and in ``meta`` the exact command, the profile and
+It trains every size of ``minigpt.methods.sweep.SWEEPS[profile]`` and then the held-out size, on
+``wiki`` with the character tokenizer (``sweep.sweep_data``, the notebook's data), and writes
+``sweep.save_results``' JSON: the runs, and in ``meta`` the exact command, the profile and
 its settings, the code version, the hardware and the date. The notebook reads such a file
-with ``scaling.load_results``.
+with ``sweep.load_results``.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from minigpt.core import runtime
-from minigpt.methods import scaling
+from minigpt.methods import sweep
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", choices=sorted(scaling.SWEEPS),
+    parser.add_argument("--profile", choices=sorted(sweep.SWEEPS),
                         help="sweep settings (default: MINIGPT_PROFILE, else gpu with CUDA)")
     parser.add_argument("--out", required=True, help="where to write the JSON results")
     parser.add_argument("--device", help="e.g. cpu or cuda (default: the best one here)")
@@ -38,14 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     profile = args.profile or runtime.profile()
 
     start = time.perf_counter()
-    runs = scaling.run_profile(profile, progress=not args.quiet, device=args.device)
+    runs = sweep.run_profile(profile, progress=not args.quiet, device=args.device)
     total_s = time.perf_counter() - start
     command = " ".join(["python", "scripts/scaling_sweep.py", *map(shlex.quote, argv)])
-    meta = {"command": command, "profile": profile, "settings": scaling.SWEEPS[profile],
+    meta = {"command": command, "profile": profile, "settings": sweep.SWEEPS[profile],
             "total_s": round(total_s, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scaling.save_results(out, runs, meta)
+    sweep.save_results(out, runs, meta)
     if not args.quiet:
         print(f"{len(runs)} runs in {total_s:.0f} s -> {out}")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from minigpt.methods import scaling
+from minigpt.methods import counting, scaling, sweep
 from minigpt.models.gpt import GPT, GPTConfig
 
 matplotlib.use("Agg")
@@ -30,9 +30,9 @@ CHINCHILLA = scaling.LossSurface(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28
 ])
 def test_non_embedding_params_by_hand_equal_the_model_minus_its_embeddings(cfg):
     embeddings = (cfg.vocab_size + cfg.block_size) * cfg.n_embd
-    assert scaling.non_embedding_params(cfg) == GPT(cfg).num_params() - embeddings
+    assert counting.non_embedding_params(cfg) == GPT(cfg).num_params() - embeddings
     # Kaplan's approximation N ~ 12 n_layer C^2 is close once C is not tiny
-    assert scaling.non_embedding_params(cfg) == pytest.approx(12 * cfg.n_layer * cfg.n_embd**2,
+    assert counting.non_embedding_params(cfg) == pytest.approx(12 * cfg.n_layer * cfg.n_embd**2,
                                                               rel=0.3)
 
 
@@ -42,26 +42,26 @@ def test_flops_by_hand_agree_with_flop_counter():
     model = GPT(cfg)
     x = torch.randint(0, cfg.vocab_size, (3, cfg.block_size))
     y = torch.randint(0, cfg.vocab_size, (3, cfg.block_size))
-    by_hand = scaling.flops_per_token(cfg) * x.numel()
+    by_hand = counting.flops_per_token(cfg) * x.numel()
     # Attention as plain matmuls: every matmul is counted, attention over the full T x T, and
     # backward = 2 x forward exactly, so only integer arithmetic separates the two counts.
-    measured = scaling.measured_step_flops(model, (x, y), math_attention=True)
+    measured = counting.measured_step_flops(model, (x, y), math_attention=True)
     assert measured == pytest.approx(by_hand, rel=1e-9)
     # The default kernel: on the CPU torch's fused attention has no FLOP formula (counts 0),
     # on a GPU it is counted over the full square; either way the matmuls agree.
     attention = 3 * 2 * 2 * cfg.n_layer * cfg.block_size * cfg.n_embd * x.numel()
-    fused = scaling.measured_step_flops(model, (x, y), math_attention=False)
+    fused = counting.measured_step_flops(model, (x, y), math_attention=False)
     assert by_hand - attention - 1 <= fused <= by_hand + 1
     # 6N (N with the output layer) leaves attention out: it undercounts at this width
-    n_matmul = scaling.non_embedding_params(cfg) + cfg.vocab_size * cfg.n_embd
-    assert scaling.approx_flops(n_matmul, x.numel()) < by_hand
+    n_matmul = counting.non_embedding_params(cfg) + cfg.vocab_size * cfg.n_embd
+    assert counting.approx_flops(n_matmul, x.numel()) < by_hand
 
 
 def test_gpt3_compute_in_pf_days_and_utilisation():
-    flops = scaling.approx_flops(175e9, 300e9)
+    flops = counting.approx_flops(175e9, 300e9)
     assert flops == pytest.approx(3.15e23)
-    assert scaling.pf_days(flops) == pytest.approx(3646, abs=1)  # the paper says ~3,640
-    assert scaling.utilisation(flops, 10_000, 125e12, 14.8) == pytest.approx(0.197, abs=0.002)
+    assert counting.pf_days(flops) == pytest.approx(3646, abs=1)  # the paper says ~3,640
+    assert counting.utilisation(flops, 10_000, 125e12, 14.8) == pytest.approx(0.197, abs=0.002)
 
 
 # ---- fits -----------------------------------------------------------------------------------
@@ -146,40 +146,40 @@ def test_isoflop_skips_budgets_too_few_runs_reach():
 # ---- the sweep ------------------------------------------------------------------------------
 
 def test_sweeps_share_sizes_that_span_thirty_times():
-    sizes = {tuple(s["sizes"]) for s in scaling.SWEEPS.values()}
-    assert len(sizes) == 1 and set(scaling.SWEEPS) == {"ci", "cpu", "gpu"}
-    configs, held_out = scaling.sweep_configs(vocab_size=100, profile="cpu")
-    ns = [scaling.non_embedding_params(c) for c in configs]
+    sizes = {tuple(s["sizes"]) for s in sweep.SWEEPS.values()}
+    assert len(sizes) == 1 and set(sweep.SWEEPS) == {"ci", "cpu", "gpu"}
+    configs, held_out = sweep.sweep_configs(vocab_size=100, profile="cpu")
+    ns = [counting.non_embedding_params(c) for c in configs]
     assert len(ns) >= 6 and ns == sorted(ns) and ns[-1] / ns[0] >= 30
-    assert scaling.non_embedding_params(held_out) > ns[-1]
-    assert scaling.SWEEPS["ci"]["tokens"] < scaling.SWEEPS["cpu"]["tokens"]
+    assert counting.non_embedding_params(held_out) > ns[-1]
+    assert sweep.SWEEPS["ci"]["tokens"] < sweep.SWEEPS["cpu"]["tokens"]
 
 
 def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
-    steps = scaling.eval_steps(1000, 8, first=10)
+    steps = sweep.eval_steps(1000, 8, first=10)
     assert steps[0] == 10 and steps[-1] == 1000 and steps == sorted(set(steps))
     ratios = np.diff(np.log(steps))
     assert np.allclose(ratios, ratios.mean(), atol=0.05)
-    assert scaling.eval_steps(3, 10, first=50) == [3]
+    assert sweep.eval_steps(3, 10, first=50) == [3]
 
 
 def check_results_file(path):
     data = json.loads(Path(path).read_text())
-    assert data["format"] == scaling.FORMAT and set(data) == {"format", "meta", "runs"}
+    assert data["format"] == sweep.FORMAT and set(data) == {"format", "meta", "runs"}
     meta = data["meta"]
     for key in ("command", "profile", "settings", "code_version", "hardware", "date"):
         assert key in meta, key
     assert meta["command"].startswith("python scripts/scaling_sweep.py")
     assert isinstance(meta["hardware"]["cpu_count"], int)
     assert len(meta["code_version"]["source_sha256"]) == 64
-    runs, _ = scaling.load_results(path)
+    runs, _ = sweep.load_results(path)
     settings = meta["settings"]
     assert len(runs) == len(settings["sizes"]) + 1 and [r.held_out for r in runs][-1]
     assert [[r.config["n_layer"], r.config["n_embd"]] for r in runs] == \
         [*settings["sizes"], settings["held_out"]]
     for run in runs:
         assert isinstance(run.n_params, int) and isinstance(run.wall_s, float)
-        assert run.n_params == scaling.non_embedding_params(GPTConfig(**run.config))
+        assert run.n_params == counting.non_embedding_params(GPTConfig(**run.config))
         assert len(run.steps) == len(run.tokens) == len(run.flops) == len(run.loss) >= 1
         assert all(np.diff(run.flops) > 0) and all(np.diff(run.tokens) > 0)
         assert run.tokens[-1] <= settings["tokens"]
@@ -212,17 +212,17 @@ def test_script_runs_the_ci_sweep_and_writes_the_results_format(tmp_path):
 def test_stored_gpu_sweep_has_the_same_format():
     runs = check_results_file(ROOT / "minigpt/methods/scaling_gpu.json")
     assert json.loads((ROOT / "minigpt/methods/scaling_gpu.json").read_text())["meta"]["profile"] == "gpu"
-    assert len(runs) == len(scaling.SWEEPS["gpu"]["sizes"]) + 1
+    assert len(runs) == len(sweep.SWEEPS["gpu"]["sizes"]) + 1
 
 
 def test_results_round_trip_and_reject_other_files(tmp_path):
     runs = synthetic_runs(CHINCHILLA, [1e7, 1e8], [1e8, 1e9])
-    scaling.save_results(tmp_path / "r.json", runs, {"command": "by hand"})
-    loaded, meta = scaling.load_results(tmp_path / "r.json")
+    sweep.save_results(tmp_path / "r.json", runs, {"command": "by hand"})
+    loaded, meta = sweep.load_results(tmp_path / "r.json")
     assert loaded == runs and meta["command"] == "by hand" and "source_sha256" in str(meta)
     (tmp_path / "bad.json").write_text('{"runs": []}')
     with pytest.raises(ValueError, match="not a scaling results file"):
-        scaling.load_results(tmp_path / "bad.json")
+        sweep.load_results(tmp_path / "bad.json")
 
 
 def test_isoflop_plot_draws_each_budget():

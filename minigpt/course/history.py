@@ -46,7 +46,7 @@ EVENTS = (
 )
 
 # GPT-3's training compute, as the articles give it, and the numbers needed to check it.
-# (A PF-day, 8.64e19 FLOPs, is ``minigpt.methods.scaling.PF_DAY``.)
+# (A PF-day, 8.64e19 FLOPs, is ``minigpt.methods.counting.PF_DAY``.)
 GPT3_TRAINING_TOKENS = 300e9
 GPT3_PF_DAYS_REPORTED = 3640
 GPT3_GPUS = 10_000  # V100s, for

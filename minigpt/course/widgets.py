@@ -205,7 +205,8 @@ def scaling_explorer(surface, flops: float = 1e15, n_params: float = 1e5,
     when it spends the same budget. ``fitted_flops`` (low, high): the budgets the fit saw; the
     widget warns when you extrapolate beyond them. Controls are ``children[0].children``
     (budget exponent, size exponent); the table is ``children[1].value``."""
-    from minigpt.methods.scaling import budget_plan, pf_days
+    from minigpt.methods.counting import pf_days
+    from minigpt.methods.scaling import budget_plan
 
     # Room for the label "your size: 10^x params", and the whole slider wide enough that its
     # track is not squeezed to nothing (ipywidgets' default width is 300px, label included).

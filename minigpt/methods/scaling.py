@@ -1,35 +1,26 @@
-"""Scaling laws: count parameters and FLOPs, train a family of sizes alike, fit power laws.
+"""Scaling laws: fit power laws to a family of runs, and read the compute-optimal size.
 
 Kaplan et al. (2020) found that a language model's loss falls as a power law in its size N,
 its data D and its compute C, over many orders of magnitude; Hoffmann et al. (2022,
 "Chinchilla") refitted the laws and concluded that N and D should grow about equally with C.
-This module holds the tools to redo both analyses at toy scale:
+This module holds the fits; counting is ``minigpt.methods.counting``, and training the family of
+sizes is ``minigpt.methods.sweep``:
 
-    >>> from minigpt.methods import scaling
-    >>> scaling.non_embedding_params(cfg), scaling.flops_per_token(cfg)     # doctest: +SKIP
-    >>> round(scaling.pf_days(scaling.approx_flops(175e9, 300e9)))          # GPT-3
-    3646
-    >>> runs = scaling.run_profile("cpu")           # train SWEEPS["cpu"]   # doctest: +SKIP
+    >>> from minigpt.methods import scaling, sweep
+    >>> runs = sweep.run_profile("cpu")              # train SWEEPS["cpu"]   # doctest: +SKIP
     >>> law = scaling.fit_power_law([r.n_params for r in runs[:-1]],        # doctest: +SKIP
     ...                             [r.final_loss for r in runs[:-1]])
     >>> print(law.format("N"))                      # L = 2.11 + 3.41 N^-0.268  # doctest: +SKIP
     >>> points = scaling.isoflop(runs, budgets)     # Chinchilla's IsoFLOP  # doctest: +SKIP
 
-Compute. Training costs about 6 FLOPs per parameter per token (``approx_flops = 6 N D``): 2 for
-the forward multiply-adds, 4 for the backward pass. GPT-3: 6 x 175e9 x 300e9 = 3.15e23 FLOPs,
-and a PF-day is 1e15 FLOP/s for a day = 8.64e19 FLOPs, so ~3,646 PF-days (the paper: ~3,640).
-On 10,000 V100s (125 TFLOP/s peak each) for 14.8 days, 1.6e24 FLOPs were on offer: ~20%
-``utilisation``. ``flops_per_token`` counts by hand instead, matmul by matmul, including the
-output layer and attention, which 6N leaves out: at our tiny widths they are most of the work
-(for 1 layer of width 16 and 400 characters, 69k FLOPs per token against 6N = 20k; for 4 layers
-of width 128, 5.4M against 4.8M).
-
-Fits. ``fit_power_law`` fits L = E + A x^-alpha (E: the loss no size removes); ``fit_loss_surface``
+``fit_power_law`` fits L = E + A x^-alpha (E: the loss no size removes); ``fit_loss_surface``
 fits Chinchilla's L(N, D) = E + A / N^alpha + B / D^beta, whose ``compute_optimal(C)`` splits a
-budget into N and D. ``isoflop`` reads, from the runs' training curves, which size reaches the
-lowest loss at each fixed budget (Chinchilla's approach 2). That reading needs curves in which
-every point is a fair "run stopped here": ``run_sweep`` therefore keeps the learning rate
-constant after warmup (a cosine schedule would make each curve's end special).
+budget into N and D, and ``budget_plan`` says what a fitted surface predicts for a budget.
+``isoflop`` reads, from the runs' training curves, which size reaches the lowest loss at each
+fixed budget (Chinchilla's approach 2). That reading needs curves in which every point is a
+fair "run stopped here": the sweep therefore keeps the learning rate constant after warmup (a
+cosine schedule would make each curve's end special). ``RunResult`` is one run's record; the
+``plot_*`` functions draw runs, fits and IsoFLOP curves.
 
 Deliberately left out: fitting learning rates or batch sizes per size, embedding-free
 "effective" compute, multiple seeds per size (error bars), and anything over a few million
@@ -38,109 +29,16 @@ parameters. N here is the non-embedding count of Kaplan et al.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import json
-import os
-import platform
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from minigpt.core.io import sha256_bytes, write_text_atomic
-from minigpt.core.runtime import profile as active_profile
-from minigpt.core.runtime import seed_everything
-from minigpt.data.batching import make_get_batch, split_text, to_ids_array
-from minigpt.data.corpora import load_corpus
-from minigpt.data.tokenizers import CharTokenizer
-from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.train.config import TrainConfig
-from minigpt.train.evaluation import heldout_loss
-from minigpt.train.trainer import Trainer
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-PF_DAY = 1e15 * 86_400  # one petaFLOP/s for a day = 8.64e19 FLOPs
-FORMAT = "minigpt.scaling/1"  # tag of the results files written by save_results
-# SWEEPS["gpu"] run once by scripts/scaling_sweep.py; its meta says how, where and when
-STORED_SWEEP = Path(__file__).with_name("scaling_gpu.json")
-
-# ---- counting -------------------------------------------------------------------------------
-
-
-def non_embedding_params(cfg: GPTConfig) -> int:
-    """Parameters of ``GPT(cfg)`` without the token and position embeddings (Kaplan's N).
-
-    Per block: qkv (C x 3C) + output projection (C x C) + MLP (C x 4C and 4C x C) = 12 C^2
-    weights, plus 9 C biases and two LayerNorms (2 x 2C) with ``bias``; then the final LayerNorm.
-    The output layer is the token embedding (tied), so it is not counted again."""
-    C = cfg.n_embd
-    per_norm = 2 * C if cfg.bias else C  # gain (and shift)
-    per_block = 12 * C * C + (9 * C if cfg.bias else 0) + 2 * per_norm
-    return cfg.n_layer * per_block + per_norm
-
-
-def flops_per_token(cfg: GPTConfig) -> float:
-    """Training FLOPs per token of ``GPT(cfg)`` at full context, counted from the matmuls.
-
-    Forward: 2 FLOPs (a multiply and an add) per weight used in a matmul: 12 C^2 per block and
-    the tied output layer's V x C; plus attention, 2 x 2 x n_layer x T x C per token (the
-    scores q.k and the weighted sum of values, each T x C multiply-adds). We count the whole
-    T x T square, as FlopCounterMode and most papers do, although the causal mask makes half of
-    it unnecessary. Backward: twice the forward (gradients for inputs and for weights), so
-    training = 3 x forward. LayerNorms, GELU, softmax and the embedding lookup are left out
-    (a few percent at most)."""
-    C, T = cfg.n_embd, cfg.block_size
-    matmul_weights = cfg.n_layer * 12 * C * C + cfg.vocab_size * C
-    forward = 2 * matmul_weights + 2 * 2 * cfg.n_layer * T * C
-    return 3.0 * forward
-
-
-def approx_flops(n_params: float, tokens: float) -> float:
-    """Kaplan's rule of thumb for training compute: C = 6 N D FLOPs."""
-    return 6.0 * n_params * tokens
-
-
-def measured_step_flops(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-                        math_attention: bool = True) -> int:
-    """FLOPs of one forward + backward pass of ``model`` on ``batch = (x, y)``, counted by
-    ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and attention kernels only).
-
-    On the CPU, torch's fused attention kernel has no FLOP formula and would count 0; with
-    ``math_attention`` attention runs as plain matmuls (softmax(q k^T) v), which are counted,
-    over the full T x T square."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x, y = batch
-    counter = FlopCounterMode(display=False)
-    backend = sdpa_kernel(SDPBackend.MATH) if math_attention else contextlib.nullcontext()
-    with backend, counter:
-        _logits, loss = model(x, y)
-        loss.backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
-
-
-def pf_days(flops: float) -> float:
-    """``flops`` in PF-days: 1e15 FLOP/s sustained for a day."""
-    return flops / PF_DAY
-
-
-def utilisation(flops: float, n_gpus: int, peak_flops: float, days: float) -> float:
-    """Share of the hardware's peak that a run of ``flops`` used: GPT-3 on 10,000 V100s
-    (125e12 FLOP/s) for 14.8 days gives 3.15e23 / 1.6e24 = ~0.2."""
-    return flops / (n_gpus * peak_flops * days * 86_400)
 
 
 # ---- fits -----------------------------------------------------------------------------------
@@ -416,185 +314,6 @@ def optimal_scaling(points: Sequence[IsoFlopPoint]) -> tuple[PowerLaw, PowerLaw]
     C = [p.flops for p in inside]
     return (fit_power_law(C, [p.n_opt for p in inside], offset=False),
             fit_power_law(C, [p.d_opt for p in inside], offset=False))
-
-
-# ---- the sweep ------------------------------------------------------------------------------
-
-SIZES = ((1, 16), (1, 32), (2, 32), (2, 48), (3, 64), (4, 96))  # (n_layer, n_embd): 3.3k-448k N
-HELD_OUT = (4, 128)  # a bigger size (793k N), trained after the fit to check its prediction
-HEAD_SIZE = 16  # n_head = n_embd / 16
-BLOCK_SIZE = 64
-VAL_TOKENS = 16_384  # the fixed validation slice every evaluation reads in full
-
-# Every profile trains the same sizes on the same data with the same batches; only the tokens
-# per run (and how densely we evaluate) change, so numbers line up across profiles.
-_COMMON = {"sizes": SIZES, "held_out": HELD_OUT, "block_size": BLOCK_SIZE, "batch_size": 16,
-           "lr": 6e-3, "seed": 0}
-SWEEPS: dict[str, dict[str, Any]] = {
-    "ci": {**_COMMON, "tokens": 20_480, "warmup_steps": 2, "eval_points": 4},
-    "cpu": {**_COMMON, "tokens": 1_000_000, "warmup_steps": 50, "eval_points": 12},
-    "gpu": {**_COMMON, "tokens": 5_000_000, "warmup_steps": 50, "eval_points": 20},
-}
-
-
-class SweepData(NamedTuple):
-    train_ids: np.ndarray
-    val_ids: np.ndarray  # the first VAL_TOKENS of the validation split
-    tokenizer: CharTokenizer
-
-
-def sweep_data(val_tokens: int = VAL_TOKENS) -> SweepData:
-    """``wiki`` with a character tokenizer (fitted on all of it), split as everywhere in the
-    course; validation is cut to its first ``val_tokens`` so every evaluation costs the same."""
-    text = load_corpus("wiki")
-    splits = split_text(text)
-    tok = CharTokenizer.fit(text)
-    ids = {k: to_ids_array(tok.encode(splits[k]), tok.vocab_size) for k in ("train", "val")}
-    return SweepData(ids["train"], ids["val"][:val_tokens], tok)
-
-
-def sweep_configs(vocab_size: int, profile: str | None = None
-                  ) -> tuple[list[GPTConfig], GPTConfig]:
-    """The GPTConfigs of ``SWEEPS[profile]``'s sizes, and of its held-out size."""
-    s = SWEEPS[profile or active_profile()]
-
-    def config(n_layer: int, n_embd: int) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, block_size=s["block_size"], n_layer=n_layer,
-                         n_head=n_embd // HEAD_SIZE, n_embd=n_embd)
-
-    return [config(*size) for size in s["sizes"]], config(*s["held_out"])
-
-
-def eval_steps(total_steps: int, points: int, first: int = 1) -> list[int]:
-    """About ``points`` log-spaced step counts from ``first`` to ``total_steps``, which is last."""
-    first = min(max(1, first), total_steps)
-    if points <= 1:
-        return [total_steps]
-    return np.unique(np.rint(np.geomspace(first, total_steps, points)).astype(int)).tolist()
-
-
-def train_run(cfg: GPTConfig, train_ids: np.ndarray, val_ids: np.ndarray, *, tokens: int,
-              batch_size: int, lr: float, eval_points: int, warmup_steps: int = 50,
-              seed: int = 0, device: str | None = None, name: str = "") -> RunResult:
-    """Train ``GPT(cfg)`` on ``tokens`` training tokens (constant lr after warmup) and
-    measure the exact validation loss (``heldout_loss`` over all of ``val_ids``) at
-    log-spaced steps from the end of warmup on: deterministic, and the same slice every time."""
-    per_step = batch_size * cfg.block_size
-    total = max(1, tokens // per_step)
-    seed_everything(seed)  # the same initialisation draw and the same batches for every size
-    model = GPT(cfg)
-    generator = torch.Generator().manual_seed(seed)
-    get_batch = make_get_batch({"train": train_ids, "val": val_ids}, batch_size, cfg.block_size,
-                               generator=generator)
-    config = TrainConfig(max_steps=total, lr=lr, min_lr_ratio=1.0, warmup_steps=warmup_steps,
-                         eval_interval=0, progress=False, seed=seed, device=device)
-    trainer = Trainer(model, get_batch, config, generator=generator)
-    fpt = flops_per_token(cfg)
-    steps, losses = [], []
-    start = time.perf_counter()
-    for step in eval_steps(total, eval_points, first=warmup_steps):
-        trainer.fit(steps=step - trainer.step)
-        losses.append(heldout_loss(model, val_ids, cfg.block_size, batch_size=64)[0])
-        steps.append(step)
-    return RunResult(
-        name=name or f"L{cfg.n_layer}-C{cfg.n_embd}", n_params=non_embedding_params(cfg),
-        steps=steps, tokens=[s * per_step for s in steps],
-        flops=[s * per_step * fpt for s in steps], loss=losses,
-        n_params_total=sum(p.numel() for p in model.parameters()), flops_per_token=fpt,
-        config=asdict(cfg), wall_s=time.perf_counter() - start)
-
-
-def run_sweep(configs: Sequence[GPTConfig], train_ids: np.ndarray, val_ids: np.ndarray, *,
-              tokens: int, batch_size: int, lr: float, eval_points: int,
-              warmup_steps: int = 50, seed: int = 0, device: str | None = None,
-              progress: bool = True) -> list[RunResult]:
-    """``train_run`` for each config, all with the same tokens, batches and settings."""
-    results = []
-    for cfg in configs:
-        run = train_run(cfg, train_ids, val_ids, tokens=tokens, batch_size=batch_size, lr=lr,
-                        eval_points=eval_points, warmup_steps=warmup_steps, seed=seed,
-                        device=device)
-        if progress:
-            print(f"{run.name:>9}: N = {run.n_params:>9,}  {run.tokens[-1]:>11,} tokens  "
-                  f"{run.flops[-1]:.2e} FLOPs  val loss {run.final_loss:.3f}  {run.wall_s:.1f} s")
-        results.append(run)
-    return results
-
-
-def run_profile(profile: str | None = None, progress: bool = True, device: str | None = None
-                ) -> list[RunResult]:
-    """``SWEEPS[profile]`` on ``sweep_data()``: the sizes, then the held-out size (flagged)."""
-    s = SWEEPS[profile or active_profile()]
-    data = sweep_data()
-    configs, held_out = sweep_configs(data.tokenizer.vocab_size, profile)
-    runs = run_sweep([*configs, held_out], data.train_ids, data.val_ids, tokens=s["tokens"],
-                     batch_size=s["batch_size"], lr=s["lr"], eval_points=s["eval_points"],
-                     warmup_steps=s["warmup_steps"], seed=s["seed"], device=device,
-                     progress=progress)
-    runs[-1].held_out = True
-    return runs
-
-
-# ---- saving ---------------------------------------------------------------------------------
-
-
-def code_version() -> dict[str, Any]:
-    """The git commit of the checkout (None outside one), whether the package differs from it,
-    and a sha256 of the package's source (which names the code even without git)."""
-    package = Path(__file__).resolve().parent.parent  # minigpt/
-    source = b"".join(path.relative_to(package).as_posix().encode() + path.read_bytes()
-                      for path in sorted(package.rglob("*.py")))
-
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=package, capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    commit = git("rev-parse", "HEAD") or None
-    changed = git("status", "--porcelain", "--", ".") if commit else None
-    return {"git": commit, "git_dirty": bool(changed) if commit else None,
-            "source_sha256": sha256_bytes(source)}
-
-
-def _cpu_name() -> str:
-    try:  # Linux names the model here; elsewhere platform's answer has to do
-        text = Path("/proc/cpuinfo").read_text()
-        return next(ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                    if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def environment_meta() -> dict[str, Any]:
-    """Where and with what a sweep ran: code version, hardware, software, date (UTC)."""
-    cuda = torch.cuda.is_available()
-    return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "code_version": code_version(),
-        "hardware": {"device": torch.cuda.get_device_name() if cuda else _cpu_name(),
-                     "cuda": cuda, "cpu_count": os.cpu_count(),
-                     "torch_threads": torch.get_num_threads()},
-        "software": {"python": platform.python_version(), "torch": torch.__version__},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def save_results(path: str | os.PathLike, results: Sequence[RunResult],
-                 meta: dict[str, Any] | None = None) -> None:
-    """Write ``results`` as JSON, with ``environment_meta()`` updated by ``meta``."""
-    data = {"format": FORMAT, "meta": {**environment_meta(), **(meta or {})},
-            "runs": [r.to_dict() for r in results]}
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
-
-
-def load_results(path: str | os.PathLike) -> tuple[list[RunResult], dict[str, Any]]:
-    """``(runs, meta)`` from a file written by ``save_results``."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a scaling results file (no format {FORMAT!r})")
-    return [RunResult.from_dict(r) for r in data["runs"]], data["meta"]
 
 
 # ---- plots ----------------------------------------------------------------------------------

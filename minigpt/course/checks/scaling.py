@@ -19,9 +19,10 @@ import torch
 from minigpt.course.checks._base import _number
 from minigpt.course.checks._base import call as _call
 from minigpt.course.checks._base import passed as _passed
-from minigpt.methods.scaling import PF_DAY, approx_flops, fit_power_law, non_embedding_params
-from minigpt.methods.scaling import pf_days as _pf_days
-from minigpt.methods.scaling import utilisation as _utilisation
+from minigpt.methods.counting import PF_DAY, approx_flops, non_embedding_params
+from minigpt.methods.counting import pf_days as _pf_days
+from minigpt.methods.counting import utilisation as _utilisation
+from minigpt.methods.scaling import fit_power_law
 from minigpt.models.gpt import GPT, GPTConfig
 
 __all__ = ["check_block_params", "check_fit_exponent", "check_pf_days", "check_training_flops",
