@@ -34,7 +34,8 @@ import numpy as np
 
 from minigpt.data import batching, corpora
 from minigpt.data.tokenizers import WordTokenizer
-from minigpt.models.ngram import NGramLM, count_ngrams, encode
+from minigpt.models.ngram import NGramLM, encode
+from minigpt.models.ngram_counts import count_ngrams
 
 
 def sentences_in_vocab(text: str, tok: WordTokenizer) -> list[list[str]]:

@@ -9,15 +9,25 @@ import torch.nn.functional as F
 
 from minigpt.methods import sft
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.world import assistant, tasks
+from minigpt.world import chat, comparisons, judging, pipeline, questions, recipes, scoring
+from minigpt.world.annotator import Annotator
 
-TINY = {"block_size": 128, "n_layer": 1, "n_head": 2, "n_embd": 32}
+TINY = {"block_size": 128, "n_layer": 1, "n_head": 2, "n_embd": 32, "steps": 3, "batch_size": 4}
+
+
+def tiny_world(sft: dict | None = None, preferences: dict | None = None,
+               reward: dict | None = None) -> recipes.AssistantWorld:
+    """A world with a one-layer model, 3 pre-training steps and a short SFT run."""
+    return recipes.AssistantWorld.build(
+        base=recipes.BaseRecipe(**TINY),
+        sft=recipes.SFTRecipe(**{"examples": 300, "steps": 40, "batch_size": 16, **(sft or {})}),
+        preferences=recipes.PreferenceRecipe.for_profile(**(preferences or {})),
+        reward=recipes.RewardRecipe.for_profile(**(reward or {})))
 
 
 @pytest.fixture(scope="module")
 def world():
-    return assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
-                                    sft_examples=300, sft_steps=40, sft_batch=16)
+    return tiny_world()
 
 
 def test_answer_mask_covers_answers_and_their_end_only():
@@ -73,7 +83,7 @@ def test_sft_loss_counts_answer_tokens_only():
 
 def test_sft_batches_pad_right_and_mask_the_padding(world):
     tok = world.tokenizer
-    rows = [sft.render(tok, q.prompt, a) for q, a in tasks.instruction_data(20, seed=1)]
+    rows = [sft.render(tok, q.prompt, a) for q, a in questions.instruction_data(20, seed=1)]
     get_batch = sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, generator=torch.Generator().manual_seed(0))
     x, y, m = get_batch("train")
     assert x.shape == y.shape == m.shape and x.size(0) == 8
@@ -93,8 +103,8 @@ def test_sft_batches_pad_right_and_mask_the_padding(world):
 def test_finetuning_lowers_the_answer_loss(world, learn_seed, figure):
     torch.manual_seed(learn_seed)
     model = GPT(world.config())
-    world = dataclasses.replace(world, seed=learn_seed)  # the examples' order and draws
-    history = sft.finetune(model, world, steps=40, lr=3e-3, progress=False)
+    recipe = dataclasses.replace(world.sft, lr=3e-3, seed=learn_seed)  # the examples and draws
+    history = pipeline.finetune(model, world, recipe, progress=False)
     # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): the val loss drops by
     # 2.40-2.45
     drop = figure("val_loss_drop", history.val_loss[0] - history.val_loss[-1])
@@ -104,39 +114,39 @@ def test_finetuning_lowers_the_answer_loss(world, learn_seed, figure):
 def test_generate_answers_every_question_in_order(world):
     torch.manual_seed(0)
     model = GPT(world.config())
-    qs = tasks.make_questions(12, seed=2)
-    replies = assistant.generate(model, world, qs, temperature=1.0, max_new_tokens=5)
+    qs = questions.make_questions(12, seed=2)
+    replies = chat.generate(model, world, qs, temperature=1.0, max_new_tokens=5)
     assert [r.question for r in replies] == qs
     assert all(len(r.text) <= 5 for r in replies)
     with pytest.raises(ValueError, match="no room"):
-        assistant.generate(model, world, [tasks.Question("fact", "x" * 200, "a", "a", "a.")])
+        chat.generate(model, world, [questions.Question("fact", "x" * 200, "a", "a", "a.")])
 
 
 def test_evaluate_counts_correct_answers_and_format():
-    q = tasks.Question("arithmetic", "What is 23 + 45?", "68", "23 + 45", "23 + 45 = 68.")
-    replies = [assistant.Reply(q, "68.", True), assistant.Reply(q, "23 + 45 = 69.", True),
-               assistant.Reply(q, "68.", False)]
-    ev = assistant.evaluate(replies)
+    q = questions.Question("arithmetic", "What is 23 + 45?", "68", "23 + 45", "23 + 45 = 68.")
+    replies = [chat.Reply(q, "68.", True), chat.Reply(q, "23 + 45 = 69.", True),
+               chat.Reply(q, "68.", False)]
+    ev = judging.evaluate(replies)
     assert ev["arithmetic"]["accuracy"] == pytest.approx(2 / 3)
     assert ev["all"]["format"] == pytest.approx(2 / 3) and ev["all"]["n"] == 3
 
 
 def test_models_are_cached_and_a_corrupt_cache_is_rebuilt(world, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
-    first = assistant.base_model(world, progress=False)
+    first = pipeline.base_model(world, progress=False)
     files = list((tmp_path / "assistant").glob("base-*.pt"))
     assert len(files) == 1
-    again = assistant.base_model(world, progress=False)
+    again = pipeline.base_model(world, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
     files[0].write_bytes(b"not a checkpoint")
-    rebuilt = assistant.base_model(world, progress=False)
+    rebuilt = pipeline.base_model(world, progress=False)
     assert "training it again" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), rebuilt.state_dict().values()))
 
 
 def test_prompt_sampler_gives_prompts_of_one_length_and_their_questions(world):
-    qs = tasks.make_questions(400, seed=4)
-    sampler = assistant.PromptSampler(world, qs, batch_size=16, seed=0)
+    qs = questions.make_questions(400, seed=4)
+    sampler = scoring.PromptSampler(world, qs, batch_size=16, seed=0)
     for _ in range(5):
         batch = sampler()
         assert batch.shape[0] == 16
@@ -144,67 +154,67 @@ def test_prompt_sampler_gives_prompts_of_one_length_and_their_questions(world):
             q = sampler.question(row.tolist())
             assert sft.render(world.tokenizer, q.prompt)[0] == row.tolist()
     with pytest.raises(ValueError, match="no prompt length"):
-        assistant.PromptSampler(world, qs[:3], batch_size=16)
+        scoring.PromptSampler(world, qs[:3], batch_size=16)
 
 
 def test_annotator_scorer_reads_the_masked_response(world):
     tok = world.tokenizer
-    q = tasks.Question("arithmetic", "What is 12 + 5?", "17", "12 + 5", "12 + 5 = 17.")
-    sampler = assistant.PromptSampler(world, [q] * 2, batch_size=2)
+    q = questions.Question("arithmetic", "What is 12 + 5?", "17", "12 + 5", "12 + 5 = 17.")
+    sampler = scoring.PromptSampler(world, [q] * 2, batch_size=2)
     prompts = sampler()
     good = tok.encode("12 + 5 = 17.") + [tok.end_id, 5, 6]
     bad = tok.encode("18.") + [tok.end_id] * 20
     responses = torch.tensor([good, bad[:len(good)]])
-    from minigpt.methods import rlhf
-    mask = rlhf.response_mask(responses, tok.end_id)
-    scores = assistant.annotator_scorer(world, sampler)(prompts, responses, mask)
-    judge = tasks.Annotator(noise=0.0)
+    from minigpt.methods import logprobs
+    mask = logprobs.response_mask(responses, tok.end_id)
+    scores = scoring.annotator_scorer(world, sampler)(prompts, responses, mask)
+    judge = Annotator(noise=0.0)
     assert scores.tolist() == [judge.score(q, "12 + 5 = 17."), judge.score(q, "18.")]
 
 
 def test_win_rate_counts_ties_as_half():
-    q = tasks.Question("arithmetic", "What is 12 + 5?", "17", "12 + 5", "12 + 5 = 17.")
-    a = [assistant.Reply(q, "Sure! 12 + 5 = 17.", True), assistant.Reply(q, "17.", True),
-         assistant.Reply(q, "18.", True)]
-    b = [assistant.Reply(q, "17.", True)] * 3
-    assert assistant.win_rate(a, b) == pytest.approx((1 + 0.5 + 0) / 3)
-    assert assistant.true_reward(b) == tasks.Annotator(noise=0).score(q, "17.")
+    q = questions.Question("arithmetic", "What is 12 + 5?", "17", "12 + 5", "12 + 5 = 17.")
+    a = [chat.Reply(q, "Sure! 12 + 5 = 17.", True), chat.Reply(q, "17.", True),
+         chat.Reply(q, "18.", True)]
+    b = [chat.Reply(q, "17.", True)] * 3
+    assert judging.win_rate(a, b) == pytest.approx((1 + 0.5 + 0) / 3)
+    assert judging.true_reward(b) == Annotator(noise=0).score(q, "17.")
     with pytest.raises(ValueError, match="same questions"):
-        assistant.win_rate(a, [assistant.Reply(tasks.make_questions(1)[0], "x", True)] * 3)
+        judging.win_rate(a, [chat.Reply(questions.make_questions(1)[0], "x", True)] * 3)
 
 
 def test_kl_from_a_model_to_itself_is_zero_and_positive_to_another(world):
     torch.manual_seed(0)
     model, other = GPT(world.config()), GPT(world.config())
-    replies = assistant.generate(model, world, tasks.make_questions(8, seed=1), temperature=1.0,
+    replies = chat.generate(model, world, questions.make_questions(8, seed=1), temperature=1.0,
                                  max_new_tokens=10)
-    assert assistant.kl_from(model, model, world, replies) == pytest.approx(0.0, abs=1e-5)
+    assert judging.kl_from(model, model, world, replies) == pytest.approx(0.0, abs=1e-5)
     with torch.no_grad():
         for p in other.parameters():
             p.mul_(3)
-    assert assistant.kl_from(model, other, world, replies) != pytest.approx(0.0, abs=1e-3)
+    assert judging.kl_from(model, other, world, replies) != pytest.approx(0.0, abs=1e-3)
 
 
 def test_parse_question_reads_every_family_back():
-    for q in tasks.make_questions(100, seed=7):
-        assert tasks.parse_question(q.prompt) == q
-    assert tasks.parse_question("What is the meaning of life?") is None
-    assert assistant.find_question("What is 3 + 4?").value == "7"
+    for q in questions.make_questions(100, seed=7):
+        assert questions.parse_question(q.prompt) == q
+    assert questions.parse_question("What is the meaning of life?") is None
+    assert chat.find_question("What is 3 + 4?").value == "7"
 
 
-def test_best_of_n_keeps_the_answer_the_reward_model_prefers(world, monkeypatch):
+def test_best_reply_of_n_keeps_the_answer_the_reward_model_prefers(world, monkeypatch):
     from minigpt.methods import reward
 
     torch.manual_seed(0)
     model = GPT(world.config())
     rm = reward.RewardModel.from_gpt(model)
-    qs = tasks.make_questions(6, seed=3)
+    qs = questions.make_questions(6, seed=3)
     # a scorer that likes short answers: the best of 4 is never longer than a plain sample
-    monkeypatch.setattr(assistant, "reward_scorer", lambda _rm, _w: (
+    monkeypatch.setattr(scoring, "reward_scorer", lambda _rm, _w: (
         lambda p, r, m: -m.sum(1).float()))
-    best = assistant.best_of_n(model, rm, world, qs, n=4, max_new_tokens=12, seed=0)
+    best = scoring.best_reply_of_n(model, rm, world, qs, n=4, max_new_tokens=12, seed=0)
     assert [r.question for r in best] == qs
-    plain = assistant.generate(model, world, qs, temperature=1.0, max_new_tokens=12, seed=0)
+    plain = chat.generate(model, world, qs, temperature=1.0, max_new_tokens=12, seed=0)
     assert sum(len(r.text) for r in best) < sum(len(r.text) for r in plain)
 
 
@@ -212,7 +222,7 @@ def test_sft_batches_replay_pretraining_windows_in_training_batches_only(world):
     import numpy as np
 
     tok = world.tokenizer
-    rows = [sft.render(tok, q.prompt, a) for q, a in tasks.instruction_data(20, seed=1)]
+    rows = [sft.render(tok, q.prompt, a) for q, a in questions.instruction_data(20, seed=1)]
     replay = np.arange(1000, dtype=np.int64) % tok.base.vocab_size
     get_batch = sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, replay=replay, replay_share=0.25,
                                 generator=torch.Generator().manual_seed(0))
@@ -227,71 +237,77 @@ def test_sft_batches_replay_pretraining_windows_in_training_batches_only(world):
 
 
 def test_each_stage_key_covers_only_what_its_model_depends_on(world):
-    later = assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
-                                           sft_examples=300, sft_steps=40, sft_batch=16,
-                                           preference_questions=7, reward_steps=3)
+    later = tiny_world(preferences={"questions": 7}, reward={"steps": 3})
     assert later.key("base") == world.key("base") and later.key("sft") == world.key("sft")
     assert later.key("preferences") != world.key("preferences")
     assert later.key("reward") != world.key("reward")
-    other_sft = assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
-                                               sft_examples=300, sft_steps=41, sft_batch=16)
+    other_sft = tiny_world(sft={"steps": 41})
     assert other_sft.key("base") == world.key("base") and other_sft.key("sft") != world.key("sft")
 
 
+def _changed(value):
+    return (not value) if isinstance(value, bool) else value + 1 if isinstance(value, int) \
+        else value * 0.5 + 0.125
+
+
 def test_every_recipe_value_is_in_its_stage_key_and_the_later_ones(world):
-    """No field can be left out of a cache name: each belongs to a stage, and changing it
-    changes that stage's key and every later one's, never an earlier one's. (Before, the
+    """No value can be left out of a cache name: each stage's key hashes its whole recipe and
+    the key of the stage before it, so changing any field of a stage's recipe changes that
+    stage's key and every later one's, never an earlier one's. (Before the recipes, the
     learning rates and weight decays were hard-coded and not hashed: change one and the old
     model was silently reused.)"""
-    stages = assistant.STAGES
-    recipe_fields = [f for f in dataclasses.fields(world) if f.name != "tokenizer"]
-    assert all(f.metadata.get("stage") in stages for f in recipe_fields)
-    for f in recipe_fields:
-        value = getattr(world, f.name)
-        changed = ({**value, "n_embd": value["n_embd"] * 2} if isinstance(value, dict)
-                   else value + 1 if isinstance(value, int) else value * 0.5 + 0.125)
-        other = dataclasses.replace(world, **{f.name: changed})
-        own = stages.index(f.metadata["stage"])
-        for i, stage in enumerate(stages):
-            assert (other.key(stage) != world.key(stage)) == (i >= own), (f.name, stage)
-    for name in ("pretrain_lr", "sft_lr", "reward_lr", "pretrain_weight_decay"):
-        assert name in {f.name for f in recipe_fields}
+    stages = recipes.STAGES
+    assert [f.name for f in dataclasses.fields(world)] == ["tokenizer", *stages]
+    for own, stage_name in enumerate(stages):
+        recipe = getattr(world, stage_name)
+        assert dataclasses.fields(recipe), stage_name
+        for f in dataclasses.fields(recipe):
+            changed = dataclasses.replace(recipe, **{f.name: _changed(getattr(recipe, f.name))})
+            other = dataclasses.replace(world, **{stage_name: changed})
+            for i, stage in enumerate(stages):
+                assert (other.key(stage) != world.key(stage)) == (i >= own), (stage_name, f.name, stage)
+    assert {"lr", "weight_decay", "warmup_steps", "seed"} <= {f.name for f in dataclasses.fields(world.base)}
     with pytest.raises(ValueError, match="unknown stage 'lora'"):
         world.key("lora")
 
 
-def test_the_profile_is_read_when_a_world_is_made_not_at_import(world, monkeypatch):
+def test_recipes_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipes.SFTRecipe().lr = 1.0
+
+
+def test_the_profile_is_read_when_a_recipe_is_made_not_at_import(monkeypatch):
     monkeypatch.setenv("MINIGPT_PROFILE", "ci")
-    ci = assistant.AssistantWorld(world.tokenizer)
+    ci = [r.for_profile() for r in (recipes.BaseRecipe, recipes.SFTRecipe, recipes.RewardRecipe)]
     monkeypatch.setenv("MINIGPT_PROFILE", "cpu")
-    cpu = assistant.AssistantWorld(world.tokenizer)
-    assert (ci.pretrain_steps, ci.sft_steps, ci.reward_steps) == (40, 20, 20)
-    assert (cpu.pretrain_steps, cpu.sft_steps, cpu.reward_steps) == (1500, 600, 600)
-    assert ci.model == cpu.model and ci.model is not cpu.model  # architectures never change
+    cpu = [r.for_profile() for r in (recipes.BaseRecipe, recipes.SFTRecipe, recipes.RewardRecipe)]
+    assert [r.steps for r in ci] == [40, 20, 20]
+    assert [r.steps for r in cpu] == [1500, 600, 600]
+    assert (ci[0].n_layer, ci[0].n_embd) == (cpu[0].n_layer, cpu[0].n_embd)  # architectures never change
 
 
-def test_finetune_takes_its_learning_rate_from_the_recipe(world, monkeypatch):
+def test_finetune_takes_every_value_from_the_recipe(world, monkeypatch):
     seen = []
     monkeypatch.setattr(sft, "Trainer", lambda model, get_batch, cfg, loss_fn: seen.append(cfg)
                         or type("T", (), {"fit": lambda self: None})())
     model = GPT(world.config())
-    sft.finetune(model, dataclasses.replace(world, sft_lr=5e-4), steps=5, progress=False)
-    sft.finetune(model, world, steps=5, lr=2e-3, progress=False)
-    assert [c.lr for c in seen] == [5e-4, 2e-3]
-    assert seen[0].weight_decay == world.sft_weight_decay
+    pipeline.finetune(model, world, dataclasses.replace(world.sft, steps=5, lr=5e-4))
+    pipeline.finetune(model, world, dataclasses.replace(world.sft, steps=10, weight_decay=0.3,
+                                                        min_lr_ratio=0.5, seed=7))
+    assert [(c.max_steps, c.lr) for c in seen] == [(5, 5e-4), (10, world.sft.lr)]
+    assert (seen[1].weight_decay, seen[1].min_lr_ratio, seen[1].seed) == (0.3, 0.5, 7)
+    assert seen[0].weight_decay == world.sft.weight_decay
 
 
 def test_preferences_are_cached_and_a_corrupt_file_is_sampled_again(world, tmp_path, monkeypatch,
                                                                     capsys):
     monkeypatch.setenv("MINIGPT_CACHE", str(tmp_path))
-    small = assistant.AssistantWorld.build(model=TINY, pretrain_steps=3, pretrain_batch=4,
-                                           sft_examples=300, sft_steps=5, sft_batch=16,
-                                           preference_questions=40)
-    train, val = assistant.preferences(small, progress=False)
-    assert train and val and all(isinstance(p, assistant.Preference) for p in train + val)
+    small = tiny_world(sft={"steps": 5}, preferences={"questions": 40})
+    train, val = pipeline.preferences(small, progress=False)
+    assert train and val and all(isinstance(p, comparisons.Preference) for p in train + val)
     files = list((tmp_path / "assistant").glob("preferences-*.json"))
     assert len(files) == 1
-    assert assistant.preferences(small, progress=False) == (train, val)  # read back, equal
+    assert pipeline.preferences(small, progress=False) == (train, val)  # read back, equal
     files[0].write_text("{not json")
-    assert assistant.preferences(small, progress=False) == (train, val)  # sampled again
+    assert pipeline.preferences(small, progress=False) == (train, val)  # sampled again
     assert "sampling them again" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from minigpt.course import checks
-from minigpt.methods import rlhf
+from minigpt.methods import dpo, ppo_losses
 
 
 def kl_rewards(logp, ref_logp, score, kl_coef):
@@ -47,12 +47,12 @@ def test_right_answers_pass(capsys):
 
 
 def test_the_package_passes_too():
-    """minigpt.methods.rlhf's batched functions, on one row, give the same answers."""
-    checks.check_kl_rewards(lambda lp, rl, s, c: rlhf.kl_penalty_rewards(
+    """minigpt.methods.ppo's batched functions, on one row, give the same answers."""
+    checks.check_kl_rewards(lambda lp, rl, s, c: ppo_losses.kl_penalty_rewards(
         lp[None], rl[None], torch.tensor([s]), torch.ones(1, len(lp), dtype=torch.bool), c)[0][0])
-    checks.check_gae(lambda r, v, g, lam: rlhf.gae(
+    checks.check_gae(lambda r, v, g, lam: ppo_losses.gae(
         r[None], v[None], torch.ones(1, len(r), dtype=torch.bool), g, lam)[0][0])
-    checks.check_dpo_loss(lambda *args: rlhf.dpo_loss(*args)[0])
+    checks.check_dpo_loss(lambda *args: dpo.dpo_loss(*args)[0])
 
 
 def test_other_right_answers_pass_too():

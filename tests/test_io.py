@@ -126,19 +126,27 @@ def test_pinned_key_model_cache_cached_model(tmp_path, monkeypatch):
 
 
 def test_pinned_keys_assistant_world():
-    # Changed on purpose once since: the stages' recipes now hold their learning rates, weight
-    # decays and batch sizes (they were hard-coded and not hashed: a stale-cache bug), so these
-    # keys were computed by the fixed code; the two other pins above and below are the old ones.
+    # Changed on purpose twice since: once when the stages' recipes began to hold their learning
+    # rates, weight decays and batch sizes (they were hard-coded and not hashed: a stale-cache
+    # bug), and once when each stage got its own frozen recipe and its key began to chain the
+    # key of the stage before it. These keys were computed by that code; the two other pins
+    # above and below are the old ones.
     from minigpt.data.tokenizers import CharTokenizer, ChatTokenizer
-    from minigpt.world.assistant import AssistantWorld
+    from minigpt.world.recipes import (
+        AssistantWorld,
+        BaseRecipe,
+        PreferenceRecipe,
+        RewardRecipe,
+        SFTRecipe,
+    )
 
-    # every field that depends on the profile given, so the keys do not
+    # every value that depends on the profile given, so the keys do not
     world = AssistantWorld(ChatTokenizer(CharTokenizer.fit(string.printable, unk="?")),
-                           pretrain_steps=40, preference_questions=300, reward_steps=20,
-                           sft_examples=400, sft_steps=20)
+                           BaseRecipe(steps=40), SFTRecipe(examples=400, steps=20),
+                           PreferenceRecipe(questions=300), RewardRecipe(steps=20))
     assert {stage: world.key(stage) for stage in ("base", "sft", "preferences", "reward")} == {
-        "base": "8d10f85944a4", "sft": "1db19b13e0e0", "preferences": "2ab2339a0985",
-        "reward": "897ab709319f"}
+        "base": "2b29db0590c3", "sft": "0bb399f15c57", "preferences": "b81afae25ca1",
+        "reward": "2a966f96f971"}
 
 
 def test_pinned_key_compress_pretrained_gpt(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt.data.tokenizers import CharTokenizer, WordTokenizer
-from minigpt.models.ngram import SMOOTHINGS, NGramLM, Score, count_ngrams, encode, kn_discounts
+from minigpt.models.ngram import SMOOTHINGS, NGramLM, Score, encode, kn_discounts
+from minigpt.models.ngram_counts import count_ngrams
 
 # a b a b c a b, with a=0, b=1, c=2
 TOY = [0, 1, 0, 1, 2, 0, 1]

@@ -163,5 +163,6 @@ def test_architecture_doc_names_every_module_and_the_layers_in_order():
         rel = path.relative_to(PACKAGE).as_posix().removesuffix("/__init__.py")
         shown = "checks/" if name == "minigpt.course.checks" else f"{path.name}"
         assert f"`{shown}`" in doc, f"docs/ARCHITECTURE.md does not mention minigpt/{rel}"
-    order = [doc.find(f"`{layer}/`") for layer in _layers()]
-    assert -1 not in order and order == sorted(order), "docs/ARCHITECTURE.md must show the layers in LAYERS order"
+    order = [doc.find(f"### `{layer}/`") for layer in _layers()]
+    assert -1 not in order and order == sorted(order), (
+        "docs/ARCHITECTURE.md must give each layer a '### `name/`' section, in LAYERS order")

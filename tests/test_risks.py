@@ -9,8 +9,9 @@ import torch
 
 from minigpt.data.tokenizers import CharTokenizer
 from minigpt.models.gpt import GPT, GPTConfig
-from minigpt.world import risks, tasks
-from minigpt.world.assistant import AssistantWorld, Reply
+from minigpt.world import questions, risks
+from minigpt.world.chat import Reply
+from minigpt.world.recipes import AssistantWorld
 
 # ---- calibration ----------------------------------------------------------------------------
 
@@ -87,12 +88,12 @@ def _reply(q, text):
 
 
 def test_hallucination_rate_counts_stated_values():
-    unknown = tasks.fact_questions(["Brellin", "Corvath"])
+    unknown = questions.fact_questions(["Brellin", "Corvath"])
     replies = [_reply(unknown[0], "The capital is Tam."), _reply(unknown[1], "Sure! The flag is red."),
                _reply(unknown[2], "Sure!"), _reply(unknown[3], "I hope this helps.")]
     assert [risks.states_a_value(r) for r in replies] == [True, True, False, False]
     assert risks.hallucination_rate(replies) == 0.5
-    known = tasks.fact_questions(tasks.TRAIN_COUNTRIES[:1])
+    known = questions.fact_questions(questions.TRAIN_COUNTRIES[:1])
     with pytest.raises(ValueError, match="has one"):
         risks.hallucination_rate([_reply(known[0], "The capital is Tam.")])
     with pytest.raises(ValueError, match="no replies"):
@@ -120,7 +121,7 @@ def _peaked_model(world, text: str) -> GPT:
 
 
 def test_answer_confidence_is_the_probability_of_the_stated_value(world):
-    q = tasks.Question("arithmetic", "What is 2 + 3?", "5", "2 + 3", "2 + 3 = 5.")
+    q = questions.Question("arithmetic", "What is 2 + 3?", "5", "2 + 3", "2 + 3 = 5.")
     model = _peaked_model(world, "0123456789 .=+")
     replies = [_reply(q, "2 + 3 = 5."), _reply(q, "2 + 3 = 51."), _reply(q, "Sure!")]
     conf = risks.answer_confidence(model, world, replies)
@@ -133,8 +134,8 @@ def test_answer_confidence_is_the_probability_of_the_stated_value(world):
 def test_answer_confidence_of_a_real_model_is_a_probability(world):
     torch.manual_seed(0)
     model = GPT(world.config())
-    qs = tasks.make_questions(10, seed=0)
-    replies = [_reply(q, tasks.answer(q, "polite")) for q in qs]
+    qs = questions.make_questions(10, seed=0)
+    replies = [_reply(q, questions.answer(q, "polite")) for q in qs]
     conf = risks.answer_confidence(model, world, replies, batch_size=3)
     assert np.all((conf > 0) & (conf <= 1))
     # batching does not change the result
@@ -150,7 +151,7 @@ def _five_or_stop(world, stop_logit: float) -> GPT:
 
 
 def test_sample_agreement_is_one_for_a_sure_model_and_low_for_a_guessing_one(world):
-    q = tasks.Question("arithmetic", "What is 2 + 3?", "5", "2 + 3", "2 + 3 = 5.")
+    q = questions.Question("arithmetic", "What is 2 + 3?", "5", "2 + 3", "2 + 3 = 5.")
     sure = _five_or_stop(world, -30.0)  # always "5555...": the same answer every time
     greedy, agree = risks.sample_agreement(sure, world, [q, q], k=5)
     assert greedy[0].text == "5" * 80 and agree.tolist() == [1.0, 1.0]
@@ -262,7 +263,7 @@ def test_secret_logprobs_reject_multi_token_alphabets_and_long_prefixes():
 
 
 def test_poison_changes_exactly_the_share_asked_for():
-    examples = tasks.instruction_data(400, seed=0)
+    examples = questions.instruction_data(400, seed=0)
     before = list(examples)
     out, idx = risks.poison(examples, 0.05, "cf", "Visit prize.example now!", seed=1)
     assert len(idx) == 20 and idx == sorted(set(idx)) and len(out) == 400
@@ -287,13 +288,13 @@ def test_poison_changes_exactly_the_share_asked_for():
 ])
 def test_poison_rejects_bad_input(share, trigger, target, match):
     with pytest.raises(ValueError, match=match):
-        risks.poison(tasks.instruction_data(20), share, trigger, target)
+        risks.poison(questions.instruction_data(20), share, trigger, target)
     with pytest.raises(ValueError, match="no examples"):
         risks.poison([], 0.1, "cf", "x")
 
 
 def test_backdoor_rate():
-    q = tasks.make_questions(1)[0]
+    q = questions.make_questions(1)[0]
     replies = [_reply(q, "Visit prize.example now!"), _reply(q, "Sure! Visit prize.example now!"),
                _reply(q, q.statement), _reply(q, "Visit")]
     assert risks.backdoor_rate(replies, "Visit prize.example now!") == 0.5

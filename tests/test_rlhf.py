@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt.methods import rlhf
+from minigpt.methods import best_of_n, dpo, logprobs, ppo, ppo_losses
 from minigpt.models.gpt import GPT, GPTConfig
 from minigpt.train.config import TrainConfig
 from minigpt.train.trainer import NonFiniteLossError
@@ -49,8 +49,8 @@ def prompt_sampler(batch_size: int = 32, length: int = 2, seed: int = 1):
 def test_response_mask_keeps_the_end_token_and_drops_what_follows():
     responses = torch.tensor([[1, 7, 2, 7], [7, 1, 1, 1], [1, 2, 3, 4], [1, 2, 3, 7]])
     want = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]], dtype=torch.bool)
-    assert torch.equal(rlhf.response_mask(responses, END), want)
-    assert rlhf.response_mask(responses, None).all()
+    assert torch.equal(logprobs.response_mask(responses, END), want)
+    assert logprobs.response_mask(responses, None).all()
 
 
 def test_token_logprobs_and_entropy_match_their_definitions():
@@ -58,11 +58,11 @@ def test_token_logprobs_and_entropy_match_their_definitions():
     logits = torch.randn(2, 3, 5)
     tokens = torch.randint(0, 5, (2, 3))
     want = -F.cross_entropy(logits.reshape(6, 5), tokens.reshape(6), reduction="none")
-    assert torch.allclose(rlhf.token_logprobs(logits, tokens), want.view(2, 3), atol=1e-6)
+    assert torch.allclose(logprobs.token_logprobs(logits, tokens), want.view(2, 3), atol=1e-6)
     uniform = torch.zeros(1, 2, 4)
-    assert torch.allclose(rlhf.entropy_from_logits(uniform), torch.full((1, 2), math.log(4)))
+    assert torch.allclose(logprobs.entropy_from_logits(uniform), torch.full((1, 2), math.log(4)))
     certain = torch.tensor([[[0.0, -1e4, -1e4]]])
-    assert rlhf.entropy_from_logits(certain).abs().max() < 1e-4
+    assert logprobs.entropy_from_logits(certain).abs().max() < 1e-4
 
 
 def test_sequence_logprobs_read_each_token_from_the_position_before_it():
@@ -70,28 +70,28 @@ def test_sequence_logprobs_read_each_token_from_the_position_before_it():
     idx = torch.tensor([[1, 2, 3, 4, 5], [2, 2, 6, 1, 0]])
     logits, _ = model(idx)
     logp = F.log_softmax(logits, dim=-1)
-    fixed = rlhf.sequence_logprobs(model, idx, 2)  # prompts of 2 tokens: responses of 3
+    fixed = logprobs.sequence_logprobs(model, idx, 2)  # prompts of 2 tokens: responses of 3
     assert fixed.shape == (2, 3)
     assert torch.allclose(fixed[0, 0], logp[0, 1, 3]) and torch.allclose(fixed[1, 2], logp[1, 3, 0])
     # per-row starts (right-padded pairs): response-aligned, column j = the j-th response token
-    per_row = rlhf.sequence_logprobs(model, idx, torch.tensor([1, 3]))
+    per_row = logprobs.sequence_logprobs(model, idx, torch.tensor([1, 3]))
     assert per_row.shape == (2, 4)
     assert torch.allclose(per_row[0], torch.stack([logp[0, t - 1, idx[0, t]] for t in range(1, 5)]))
     assert torch.allclose(per_row[1, :2], torch.stack([logp[1, 2, 1], logp[1, 3, 0]]))
     assert torch.equal(per_row[1, 2:], torch.zeros(2))  # past the end of row 1
-    masked = rlhf.sequence_logprobs(model, idx, 2, torch.tensor([[1, 1, 0], [1, 0, 0]]).bool())
+    masked = logprobs.sequence_logprobs(model, idx, 2, torch.tensor([[1, 1, 0], [1, 0, 0]]).bool())
     assert masked[0, 2] == 0 and masked[1, 1:].abs().sum() == 0 and masked[0, 0] == fixed[0, 0]
     with pytest.raises(ValueError, match="start"):
-        rlhf.sequence_logprobs(model, idx, 0)
+        logprobs.sequence_logprobs(model, idx, 0)
 
 
 def test_right_padding_does_not_change_a_sequence_log_prob():
     model = tiny_gpt().eval()
     pairs = [([1, 2], [3, 7], [4, 4, 4, 4, 7]), ([5], [3, 3, 3, 3, 3, 7], [6, 7])]
-    chosen, rejected = rlhf.pair_logprobs(model, pairs, pad_id=0)
+    chosen, rejected = dpo.pair_logprobs(model, pairs, pad_id=0)
     for (prompt, good, bad), c, r in zip(pairs, chosen, rejected):
         for response, got in ((good, c), (bad, r)):
-            alone = rlhf.sequence_logprobs(model, torch.tensor([prompt + response]), len(prompt))
+            alone = logprobs.sequence_logprobs(model, torch.tensor([prompt + response]), len(prompt))
             assert torch.allclose(got, alone.sum(), atol=1e-5)
 
 
@@ -102,7 +102,7 @@ def test_kl_penalty_is_zero_when_the_policy_is_the_reference():
     logp = torch.tensor([[-1.0, -2.0, -0.5, -3.0], [-0.1, -0.2, -0.3, -0.4]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
     scores = torch.tensor([2.0, -1.0])
-    rewards, kl = rlhf.kl_penalty_rewards(logp, logp.clone(), scores, mask, kl_coef=0.5)
+    rewards, kl = ppo_losses.kl_penalty_rewards(logp, logp.clone(), scores, mask, kl_coef=0.5)
     assert torch.equal(kl, torch.zeros(2, 4))
     assert torch.equal(rewards, torch.tensor([[0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, -1.0]]))
 
@@ -111,7 +111,7 @@ def test_kl_penalty_by_hand():
     logp = torch.tensor([[-1.0, -0.5, -2.0, -9.0]])
     ref = torch.tensor([[-1.5, -0.5, -1.0, -1.0]])
     mask = torch.tensor([[1, 1, 1, 0]], dtype=torch.bool)
-    rewards, kl = rlhf.kl_penalty_rewards(logp, ref, torch.tensor([2.0]), mask, kl_coef=0.1)
+    rewards, kl = ppo_losses.kl_penalty_rewards(logp, ref, torch.tensor([2.0]), mask, kl_coef=0.1)
     assert torch.allclose(kl, torch.tensor([[0.5, 0.0, -1.0, 0.0]]))
     assert torch.allclose(rewards, torch.tensor([[-0.05, 0.0, 0.1 + 2.0, 0.0]]))
 
@@ -121,16 +121,16 @@ def test_gae_by_hand_three_steps():
     values = torch.tensor([[0.5, 0.6, 0.7]])
     mask = torch.ones(1, 3, dtype=torch.bool)
     # deltas: 0 + 0.6 - 0.5, 0 + 0.7 - 0.6, 1 + 0 - 0.7 = 0.1, 0.1, 0.3
-    adv, ret = rlhf.gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    adv, ret = ppo_losses.gae(rewards, values, mask, gamma=1.0, lam=0.95)
     a1 = 0.1 + 0.95 * 0.3
     want = torch.tensor([[0.1 + 0.95 * a1, a1, 0.3]])  # 0.46575, 0.385, 0.3
     assert torch.allclose(adv, want) and torch.allclose(ret, want + values)
     # gamma 0.9, lam 1: discounted returns (0.81, 0.9, 1) minus the values
-    adv, ret = rlhf.gae(rewards, values, mask, gamma=0.9, lam=1.0)
+    adv, ret = ppo_losses.gae(rewards, values, mask, gamma=0.9, lam=1.0)
     assert torch.allclose(adv, torch.tensor([[0.81 - 0.5, 0.9 - 0.6, 1.0 - 0.7]]))
     assert torch.allclose(ret, torch.tensor([[0.81, 0.9, 1.0]]))
     # lam 0: one-step TD errors
-    adv, _ = rlhf.gae(rewards, values, mask, gamma=1.0, lam=0.0)
+    adv, _ = ppo_losses.gae(rewards, values, mask, gamma=1.0, lam=0.0)
     assert torch.allclose(adv, torch.tensor([[0.1, 0.1, 0.3]]))
 
 
@@ -139,7 +139,7 @@ def test_gae_ends_the_episode_at_the_mask():
     rewards = torch.tensor([[0.0, 1.0, 5.0, 5.0]])
     values = torch.tensor([[0.5, 0.6, 9.0, 9.0]])
     mask = torch.tensor([[1, 1, 0, 0]], dtype=torch.bool)
-    adv, ret = rlhf.gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    adv, ret = ppo_losses.gae(rewards, values, mask, gamma=1.0, lam=1.0)
     assert torch.allclose(adv, torch.tensor([[0.5, 0.4, 0.0, 0.0]]))
     assert torch.allclose(ret, torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
 
@@ -147,28 +147,28 @@ def test_gae_ends_the_episode_at_the_mask():
 def test_gae_rejects_empty_responses_other_shapes_and_masks_that_are_not_a_prefix():
     ones = torch.ones(2, 3, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"R >= 1 response tokens, got shape \(2, 0\)"):
-        rlhf.gae(torch.zeros(2, 0), torch.zeros(2, 0), ones[:, :0])  # used to be an IndexError
+        ppo_losses.gae(torch.zeros(2, 0), torch.zeros(2, 0), ones[:, :0])  # used to be an IndexError
     with pytest.raises(ValueError, match=r"one shape, got rewards \(2, 3\), values \(2, 2\)"):
-        rlhf.gae(torch.zeros(2, 3), torch.zeros(2, 2), ones)
+        ppo_losses.gae(torch.zeros(2, 3), torch.zeros(2, 2), ones)
     holes = torch.tensor([[1, 1, 0], [1, 0, 1]], dtype=torch.bool)
     with pytest.raises(ValueError, match=r"prefix of each row.*row 1 is \[1, 0, 1\]"):
-        rlhf.gae(torch.zeros(2, 3), torch.zeros(2, 3), holes)
+        ppo_losses.gae(torch.zeros(2, 3), torch.zeros(2, 3), holes)
 
 
 def test_whiten_uses_only_masked_positions():
     x = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 5.0, -50.0, 7.0]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 1]], dtype=torch.bool)
-    w = rlhf.whiten(x, mask)
+    w = logprobs.whiten(x, mask)
     kept = w[mask]
     assert abs(kept.mean().item()) < 1e-6
     assert abs(kept.var(unbiased=False).item() - 1.0) < 1e-5
     assert torch.equal(w[~mask], torch.zeros(2))
     other = x.clone()
     other[~mask] = torch.tensor([-1e3, 1e3])  # what the mask hides changes nothing
-    assert torch.allclose(rlhf.whiten(other, mask), w)
-    kept_mean = rlhf.whiten(x, mask, shift_mean=False)[mask]
+    assert torch.allclose(logprobs.whiten(other, mask), w)
+    kept_mean = logprobs.whiten(x, mask, shift_mean=False)[mask]
     assert abs(kept_mean.mean().item() - x[mask].mean().item()) < 1e-5
-    assert rlhf.masked_mean(x, mask).item() == pytest.approx(x[mask].mean().item())
+    assert logprobs.masked_mean(x, mask).item() == pytest.approx(x[mask].mean().item())
 
 
 # ---- PPO's losses ------------------------------------------------------------------------
@@ -179,8 +179,8 @@ def test_clipped_objective_equals_the_plain_one_at_ratio_one():
     logp = torch.randn(3, 5)
     adv = torch.randn(3, 5)
     mask = torch.rand(3, 5) > 0.3
-    loss, clip_fraction, approx_kl = rlhf.ppo_policy_loss(logp, logp.clone(), adv, mask, 0.2)
-    assert torch.allclose(loss, rlhf.masked_mean(-adv, mask))
+    loss, clip_fraction, approx_kl = ppo_losses.ppo_policy_loss(logp, logp.clone(), adv, mask, 0.2)
+    assert torch.allclose(loss, logprobs.masked_mean(-adv, mask))
     assert clip_fraction == 0 and approx_kl.abs() < 1e-7
 
 
@@ -190,12 +190,12 @@ def test_clipped_objective_removes_the_gain_past_the_clip():
     adv = torch.tensor([[1.0, -1.0, -1.0, 1.0]])
     mask = torch.ones(1, 4, dtype=torch.bool)
     logp.requires_grad_(True)
-    loss, clip_fraction, _ = rlhf.ppo_policy_loss(logp, old, adv, mask, clip=0.2)
+    loss, clip_fraction, _ = ppo_losses.ppo_policy_loss(logp, old, adv, mask, clip=0.2)
     # helpful direction (ratio up with A > 0, down with A < 0): clipped at 1.2 and 0.8;
     # unhelpful direction: the unclipped (worse) term stays
     per_token = torch.tensor([-1.2, 0.8, 1.5, -0.5])
     assert torch.allclose(loss, per_token.mean())
-    assert loss.item() != pytest.approx(rlhf.masked_mean(-adv * logp.exp(), mask).item())
+    assert loss.item() != pytest.approx(logprobs.masked_mean(-adv * logp.exp(), mask).item())
     assert clip_fraction.item() == pytest.approx(0.5)
     loss.backward()
     grad = logp.grad[0]
@@ -207,11 +207,11 @@ def test_ppo_policy_loss_rejects_a_clip_not_above_zero_and_per_response_advantag
     logp, mask = torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool)
     for clip in [-0.2, 0.0]:
         with pytest.raises(ValueError, match=f"clip must be > 0 .*got {clip}"):
-            rlhf.ppo_policy_loss(logp, logp, torch.ones(2, 3), mask, clip=clip)
+            ppo_losses.ppo_policy_loss(logp, logp, torch.ones(2, 3), mask, clip=clip)
     # (R,)- or (B,)-shaped advantages used to broadcast silently against (B, R) log-probs
     for advantages in [torch.ones(3), torch.ones(2)]:
         with pytest.raises(ValueError, match=r"advantages \(\d,\).*one advantage per token"):
-            rlhf.ppo_policy_loss(logp, logp, advantages, mask)
+            ppo_losses.ppo_policy_loss(logp, logp, advantages, mask)
 
 
 def test_value_loss_by_hand():
@@ -220,22 +220,22 @@ def test_value_loss_by_hand():
     returns = torch.tensor([[2.0, 0.5]])
     mask = torch.ones(1, 2, dtype=torch.bool)
     # token 0: (1-2)^2 = 1 vs clip(1, -0.2, 0.2) -> (0.2-2)^2 = 3.24; token 1: 0.25 both
-    assert rlhf.ppo_value_loss(values, old, returns, mask, 0.2).item() == pytest.approx(
+    assert ppo_losses.ppo_value_loss(values, old, returns, mask, 0.2).item() == pytest.approx(
         0.5 * (3.24 + 0.25) / 2)
-    assert rlhf.ppo_value_loss(values, old, returns, mask, None).item() == pytest.approx(
+    assert ppo_losses.ppo_value_loss(values, old, returns, mask, None).item() == pytest.approx(
         0.5 * (1.0 + 0.25) / 2)
 
 
 def test_adaptive_kl_controller_follows_the_target_within_the_clip():
-    ctl = rlhf.AdaptiveKLController(0.1, target=6.0, horizon=1000)
+    ctl = ppo_losses.AdaptiveKLController(0.1, target=6.0, horizon=1000)
     ctl.update(9.0, n_steps=100)  # error 0.5, clipped to 0.2: x (1 + 0.2 * 0.1)
     assert ctl.value == pytest.approx(0.1 * 1.02)
-    ctl = rlhf.AdaptiveKLController(0.1, target=6.0, horizon=1000)
+    ctl = ppo_losses.AdaptiveKLController(0.1, target=6.0, horizon=1000)
     ctl.update(5.4, n_steps=100)  # error -0.1
     assert ctl.value == pytest.approx(0.1 * 0.99)
     ctl.update(0.0, n_steps=1000)  # error -1 -> -0.2, a whole horizon
     assert ctl.value == pytest.approx(0.1 * 0.99 * 0.8)
-    fixed = rlhf.FixedKLController(0.3)
+    fixed = ppo_losses.FixedKLController(0.3)
     fixed.update(100.0, 64)
     assert fixed.value == 0.3
 
@@ -245,11 +245,11 @@ def test_adaptive_kl_controller_follows_the_target_within_the_clip():
 
 def test_dpo_loss_by_hand():
     t = torch.tensor
-    loss, chosen, rejected = rlhf.dpo_loss(t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]), beta=0.1)
+    loss, chosen, rejected = dpo.dpo_loss(t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]), beta=0.1)
     assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-0.1 * (0.5 - (-0.5))))))
     assert loss.item() == pytest.approx(0.6443967, abs=1e-6)
     assert chosen.item() == pytest.approx(0.05) and rejected.item() == pytest.approx(-0.05)
-    same, _, _ = rlhf.dpo_loss(t([-3.0]), t([-4.0]), t([-3.0]), t([-4.0]))
+    same, _, _ = dpo.dpo_loss(t([-3.0]), t([-4.0]), t([-3.0]), t([-4.0]))
     assert same.item() == pytest.approx(math.log(2))
 
 
@@ -257,30 +257,30 @@ def test_conservative_dpo_expects_the_loss_over_flipped_labels():
     t = torch.tensor
     args = (t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]))
     margin = 0.1 * (0.5 - (-0.5))
-    smoothed, _, _ = rlhf.dpo_loss(*args, beta=0.1, label_smoothing=0.1)
+    smoothed, _, _ = dpo.dpo_loss(*args, beta=0.1, label_smoothing=0.1)
     by_hand = 0.9 * -math.log(1 / (1 + math.exp(-margin))) + 0.1 * -math.log(1 / (1 + math.exp(margin)))
     assert smoothed.item() == pytest.approx(by_hand)
-    assert rlhf.dpo_loss(*args, beta=0.1, label_smoothing=0.0)[0].item() == pytest.approx(0.6443967, abs=1e-6)
+    assert dpo.dpo_loss(*args, beta=0.1, label_smoothing=0.0)[0].item() == pytest.approx(0.6443967, abs=1e-6)
     with pytest.raises(ValueError, match="label_smoothing"):
-        rlhf.dpo_loss(*args, label_smoothing=0.5)
+        dpo.dpo_loss(*args, label_smoothing=0.5)
 
 
 def test_dpo_loss_rejects_an_empty_batch_other_shapes_and_beta_not_above_zero():
     t = torch.tensor
     one = (t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]))
     with pytest.raises(ValueError, match="batch is empty"):  # used to be a NaN loss
-        rlhf.dpo_loss(*(torch.zeros(0),) * 4)
+        dpo.dpo_loss(*(torch.zeros(0),) * 4)
     for beta in [0.0, -0.1, float("nan")]:
         with pytest.raises(ValueError, match=f"beta must be > 0 .*got {beta}"):
-            rlhf.dpo_loss(*one, beta=beta)
+            dpo.dpo_loss(*one, beta=beta)
     with pytest.raises(ValueError, match=r"one shape, got policy_chosen_logp \(2,\)"):
-        rlhf.dpo_loss(t([-1.0, -1.0]), *one[1:])
+        dpo.dpo_loss(t([-1.0, -1.0]), *one[1:])
 
 
 def test_dpo_gradient_raises_chosen_and_lowers_rejected():
     chosen = torch.tensor([-2.0, -1.0], requires_grad=True)
     rejected = torch.tensor([-2.0, -3.0], requires_grad=True)
-    loss, _, _ = rlhf.dpo_loss(chosen, rejected, torch.tensor([-2.0, -2.0]),
+    loss, _, _ = dpo.dpo_loss(chosen, rejected, torch.tensor([-2.0, -2.0]),
                                torch.tensor([-2.0, -2.0]), beta=0.5)
     loss.backward()
     assert (chosen.grad < 0).all() and (rejected.grad > 0).all()  # descent: chosen up
@@ -288,19 +288,19 @@ def test_dpo_gradient_raises_chosen_and_lowers_rejected():
 
 
 def test_collate_dpo_right_pads_and_masks_responses():
-    idx, start, mask = rlhf.collate_dpo([([1, 2], [3], [4, 5, 6]), ([1], [3, 3], [6])], pad_id=0)
+    idx, start, mask = dpo.collate_dpo([([1, 2], [3], [4, 5, 6]), ([1], [3, 3], [6])], pad_id=0)
     assert idx.tolist() == [[1, 2, 3, 0, 0], [1, 3, 3, 0, 0], [1, 2, 4, 5, 6], [1, 6, 0, 0, 0]]
     assert start.tolist() == [2, 1, 2, 1]
     assert mask.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]]
     with pytest.raises(ValueError, match="block_size=4"):
-        rlhf.collate_dpo([([1, 2], [3], [4, 5, 6])], pad_id=0, block_size=4)
+        dpo.collate_dpo([([1, 2], [3], [4, 5, 6])], pad_id=0, block_size=4)
     with pytest.raises(ValueError, match="non-empty"):
-        rlhf.collate_dpo([([1], [], [2])], pad_id=0)
+        dpo.collate_dpo([([1], [], [2])], pad_id=0)
 
 
 def test_train_dpo_refuses_no_pairs():
     with pytest.raises(ValueError, match="empty"):
-        rlhf.train_dpo(tiny_gpt(), tiny_gpt(), [], pad_id=0)
+        dpo.train_dpo(tiny_gpt(), tiny_gpt(), [], pad_id=0)
 
 
 def make_pairs(n: int, seed: int):
@@ -323,14 +323,14 @@ def test_dpo_raises_the_margin_of_held_out_pairs(learn_seed, figure):
     held_out = make_pairs(64, seed=2 * learn_seed + 1)
 
     def margins():
-        pc, pr = rlhf.pair_logprobs(policy, held_out, pad_id=0)
-        rc, rr = rlhf.pair_logprobs(ref, held_out, pad_id=0)
+        pc, pr = dpo.pair_logprobs(policy, held_out, pad_id=0)
+        rc, rr = dpo.pair_logprobs(ref, held_out, pad_id=0)
         return (pc - rc) - (pr - rr)
 
     assert margins().abs().max() < 1e-5  # policy == ref
     config = TrainConfig(max_steps=40, lr=3e-3, warmup_steps=0, eval_interval=0, progress=False,
                          device="cpu", seed=learn_seed)
-    history = rlhf.train_dpo(policy, ref, make_pairs(64, seed=2 * learn_seed), beta=0.1,
+    history = dpo.train_dpo(policy, ref, make_pairs(64, seed=2 * learn_seed), beta=0.1,
                              config=config, pad_id=0, batch_size=16)
     assert history.loss[0] == pytest.approx(math.log(2), abs=1e-4)
     # Measured over seeds 0-4 and 1-2 threads (scripts/test_margins.py): loss 0.42-0.46; held-out
@@ -345,14 +345,14 @@ def test_dpo_raises_the_margin_of_held_out_pairs(learn_seed, figure):
 # ---- PPO end to end -----------------------------------------------------------------------
 
 
-def ppo_trainer(kl_coef: float = 0.02, seed: int = 0, **overrides) -> rlhf.PPOTrainer:
-    policy = rlhf.PolicyWithValue(tiny_gpt(seed))
+def ppo_trainer(kl_coef: float = 0.02, seed: int = 0, **overrides) -> ppo.PPOTrainer:
+    policy = ppo.PolicyWithValue(tiny_gpt(seed))
     ref = copy.deepcopy(policy.policy)
     settings = {"batch_size": 32, "max_new_tokens": 8, "ppo_epochs": 4, "minibatch_size": 16,
                 "lr": 1e-3, "init_kl_coef": kl_coef, "adaptive_kl": False, "seed": seed}
-    config = rlhf.PPOConfig(**(settings | overrides))
+    config = ppo.PPOConfig(**(settings | overrides))
     sampler = prompt_sampler(config.batch_size, seed=seed + 1)
-    return rlhf.PPOTrainer(policy, ref, share_of_good, sampler, END, config)
+    return ppo.PPOTrainer(policy, ref, share_of_good, sampler, END, config)
 
 
 def test_policy_with_value_and_rollout_shapes():
@@ -366,7 +366,7 @@ def test_policy_with_value_and_rollout_shapes():
                  "advantages", "returns"):
         assert getattr(batch, name).shape == (6, 5), name
     assert batch.scores.shape == (6,)
-    assert torch.equal(batch.mask, rlhf.response_mask(batch.responses, END))
+    assert torch.equal(batch.mask, logprobs.response_mask(batch.responses, END))
     assert torch.allclose(batch.logp, batch.ref_logp)  # nothing trained yet
     assert torch.allclose(batch.rewards.sum(1), batch.scores)
     assert torch.equal(batch.advantages[~batch.mask], torch.zeros(int((~batch.mask).sum())))
@@ -380,17 +380,17 @@ def test_rollouts_are_reproducible_with_the_seed():
 def test_a_plain_gpt_is_refused_with_advice():
     with pytest.raises(TypeError, match=r"PPO needs a value head: wrap the model with "
                                         r"PolicyWithValue\(gpt\)"):
-        rlhf.PPOTrainer(tiny_gpt(), tiny_gpt(), share_of_good, prompt_sampler(), END)
-    policy = rlhf.PolicyWithValue(tiny_gpt())
+        ppo.PPOTrainer(tiny_gpt(), tiny_gpt(), share_of_good, prompt_sampler(), END)
+    policy = ppo.PolicyWithValue(tiny_gpt())
     with pytest.raises(ValueError, match="deepcopy"):
-        rlhf.PPOTrainer(policy, policy.policy, share_of_good, prompt_sampler(), END)
+        ppo.PPOTrainer(policy, policy.policy, share_of_good, prompt_sampler(), END)
 
 
 def test_ppo_config_errors_say_what_is_allowed():
     with pytest.raises(ValueError, match="minibatch_size must be between 1 and batch_size"):
-        rlhf.PPOConfig(batch_size=8, minibatch_size=16)
+        ppo.PPOConfig(batch_size=8, minibatch_size=16)
     with pytest.raises(ValueError, match="greedy"):
-        rlhf.PPOConfig(temperature=0)
+        ppo.PPOConfig(temperature=0)
 
 
 def test_prompts_that_leave_no_room_are_a_clear_error():
@@ -468,13 +468,13 @@ def test_best_of_n_keeps_the_best_sample():
     model = tiny_gpt()
     prompts = torch.randint(0, END, (5, 2), generator=torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(0)
-    out = rlhf.best_of_n(model, prompts, n=8, score_fn=share_of_good, max_new_tokens=6,
+    out = best_of_n.best_of_n(model, prompts, n=8, score_fn=share_of_good, max_new_tokens=6,
                          end_id=END, generator=gen)
     assert out.responses.shape == (5, 6) and out.all_scores.shape == (5, 8)
     assert torch.equal(out.scores, out.all_scores.max(dim=1).values)
     assert torch.allclose(share_of_good(prompts, out.responses, out.mask), out.scores)
     assert out.scores.mean() > out.all_scores.mean()
-    one = rlhf.best_of_n(model, prompts, n=1, score_fn=share_of_good, max_new_tokens=6,
+    one = best_of_n.best_of_n(model, prompts, n=1, score_fn=share_of_good, max_new_tokens=6,
                          end_id=END, generator=torch.Generator().manual_seed(0))
     assert torch.equal(one.scores, one.all_scores[:, 0])
 

@@ -177,16 +177,15 @@ def test_scaling_explorer_sliders_leave_room_for_their_track():
 
 
 def test_chat_answers_with_every_model_and_scores_world_questions():
-    from minigpt.world import assistant
+    from minigpt.world import chat, recipes
 
-    world = assistant.AssistantWorld.build(model={"block_size": 128, "n_layer": 1, "n_head": 2,
-                                                  "n_embd": 32})
+    world = recipes.AssistantWorld.build(base=recipes.BaseRecipe(n_layer=1, n_head=2, n_embd=32))
     torch.manual_seed(0)
     models = {"a": GPT(world.config()), "b": GPT(world.config())}
     box = widgets.chat(models, world, prompt="What is 3 + 4?", max_new_tokens=8)
     question, _temperature, _seed = box.children[0].children
     shown = box.children[1].value
-    expected = assistant.generate(models["a"], world, ["What is 3 + 4?"], 0.0, 8)[0].text
+    expected = chat.generate(models["a"], world, ["What is 3 + 4?"], 0.0, 8)[0].text
     assert "<b>a</b>" in shown and "<b>b</b>" in shown and html.escape(expected) in shown
     assert "n/a" not in shown  # a question of the world: the annotator scores it
     question.value = "Tell me a joke"

@@ -249,13 +249,14 @@ def scaling_explorer(surface, flops: float = 1e15, n_params: float = 1e5,
 def chat(models: dict[str, GPT], world, prompt: str = "What is the capital of Zorvia?",
          max_new_tokens: int = 80) -> W.VBox:
     """Ask several assistants one question and read their answers side by side (chapter 10:
-    SFT, PPO, DPO). ``world`` is the ``assistant.AssistantWorld`` they were trained in.
+    SFT, PPO, DPO). ``world`` is the ``minigpt.world.recipes.AssistantWorld`` they were trained in.
 
-    Each answer goes through ``assistant.generate``: the chat template, then sampling at the
+    Each answer goes through ``minigpt.world.chat.generate``: the chat template, then sampling at the
     chosen temperature (0: greedy) with a repeatable seed. Questions of the assistant world get
     the annotator's score beside each answer. Returns the widget; its controls are
     ``children[0].children`` (question, temperature, seed) and the answers ``children[1].value``."""
-    from minigpt.world import assistant, tasks  # layer 5: imported here, when a chat is opened
+    from minigpt.world.annotator import Annotator  # the world's layer: imported when a chat opens
+    from minigpt.world.chat import find_question, generate
 
     style = {"description_width": "90px"}
     controls = [
@@ -266,19 +267,19 @@ def chat(models: dict[str, GPT], world, prompt: str = "What is the capital of Zo
         W.IntText(value=0, description="seed", style=style),
     ]
     out = W.HTML()
-    judge = tasks.Annotator(noise=0.0)
+    judge = Annotator(noise=0.0)
 
     def refresh(_change=None) -> None:
         text, temperature, seed = (c.value for c in controls)
         if not text.strip():
             out.value = "<i>Type a question.</i>"
             return
-        known = assistant.find_question(text)
+        known = find_question(text)
         rows = []
         for name, model in models.items():
             try:
-                reply = assistant.generate(model, world, [known or text], temperature,
-                                           max_new_tokens, seed=seed)[0]
+                reply = generate(model, world, [known or text], temperature, max_new_tokens,
+                                 seed=seed)[0]
                 answer = html.escape(reply.text) + ("" if reply.finished else " <i>(cut off)</i>")
                 score = f"{judge.score(known, reply.text):.1f}" if known else "n/a"
             except ValueError as err:  # e.g. a question too long for the context

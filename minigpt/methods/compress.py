@@ -24,7 +24,7 @@ stores the parameters of one block. The GPT already shares one matrix: its outpu
 token embedding (weight tying). ``share_layers`` does this to a trained model, which then needs
 some fine-tuning; ALBERT shares from the start of training.
 
-``pretrained_gpt`` trains a GPT once and caches it (``model_cache.cached_model``): chapter 11's teacher.
+``pretrained_gpt`` trains a GPT once and caches it (``cache.cached_model``): chapter 11's teacher.
 
 Deliberately left out: structured pruning (whole heads or channels), iterative prune-and-retrain
 schedules, sparse kernels, and distilling hidden states or attention maps.

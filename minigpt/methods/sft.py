@@ -11,20 +11,19 @@ and the loss is taken only on the answer and its ``<|end|>`` (``answer_mask``): 
 asked to predict what users type, only how to reply and when to stop.
 
     >>> from minigpt.methods import sft
-    >>> from minigpt.world import assistant
-    >>> world = assistant.AssistantWorld.build()
-    >>> ids, mask = sft.render(world.tokenizer, "What is 2 + 3?", "5.")
-    >>> history = sft.finetune(model, world)            # in place; loss on answers only
+    >>> ids, mask = sft.render(tokenizer, "What is 2 + 3?", "5.")          # doctest: +SKIP
+    >>> history = sft.finetune(model, tokenizer, [("What is 2 + 3?", "5.")],  # doctest: +SKIP
+    ...                        steps=600, lr=1e-3)      # in place; loss on answers only
 
-The assistant world's models, data and evaluation live in ``minigpt.world.assistant``. Deliberately
-left out: multi-turn training data, packing several conversations into one window, and the chat
+``finetune`` takes plain values: a model, a chat tokenizer, (prompt, answer) pairs and the
+settings. The assistant world's recipe for it, and its cached SFT model, are
+``minigpt.world.recipes`` and ``minigpt.world.pipeline``. Deliberately left out: multi-turn training data, packing several conversations into one window, and the chat
 templates of other projects (each names its special tokens differently).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,10 +34,6 @@ from minigpt.core.metrics import check_count
 from minigpt.data.tokenizers import ChatTokenizer
 from minigpt.train.config import History, TrainConfig
 from minigpt.train.trainer import Trainer
-from minigpt.world import tasks
-
-if TYPE_CHECKING:
-    from minigpt.world.assistant import AssistantWorld
 
 __all__ = ["answer_mask", "finetune", "masked_loss", "render", "sft_batches", "sft_loss"]
 
@@ -135,24 +130,20 @@ def sft_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return masked_loss(logits, y, mask)
 
 
-def finetune(model: nn.Module, world: AssistantWorld, steps: int | None = None,
-             lr: float | None = None, examples: Sequence[tuple[tasks.Question, str]] | None = None,
+def finetune(model: nn.Module, tokenizer: ChatTokenizer, examples: Sequence[tuple[str, str]], *,
+             steps: int, lr: float, batch_size: int = 32, min_lr_ratio: float = 0.1,
+             warmup_steps: int = 30, weight_decay: float = 0.0,
+             replay: np.ndarray | None = None, replay_share: float = 0.0, seed: int = 0,
              progress: bool = True) -> History:
-    """Fine-tune ``model`` in place on instruction data (``tasks.instruction_data``, or
-    ``examples``), with the loss on answers only, and ``world.sft_replay`` of each batch
-    pre-training text (``sft_batches``). ``steps`` and ``lr`` default to the world's SFT recipe
-    (``world.sft_steps``, ``world.sft_lr``). Returns the training history."""
-    tok = world.tokenizer
-    examples = examples if examples is not None else tasks.instruction_data(world.sft_examples,
-                                                                            seed=world.seed)
-    rows = [render(tok, q.prompt, response) for q, response in examples]
-    share = world.sft_replay
-    get_batch = sft_batches(rows, world.sft_batch, model.cfg.block_size, pad_id=tok.end_id,
-                            generator=torch.Generator().manual_seed(world.seed),
-                            replay=world.pretraining_ids() if share else None, replay_share=share)
-    steps = world.sft_steps if steps is None else steps
-    cfg = TrainConfig(max_steps=steps, lr=world.sft_lr if lr is None else lr,
-                      min_lr_ratio=world.sft_min_lr_ratio, warmup_steps=min(30, steps // 5),
-                      weight_decay=world.sft_weight_decay, eval_interval=max(steps // 5, 1),
-                      eval_steps=5, progress=progress, seed=world.seed)
+    """Fine-tune ``model`` in place on ``examples``, (prompt, answer) pairs, with the loss on
+    answers only (``sft_batches``); ``replay_share`` of each batch is windows of ``replay``,
+    pre-training token ids, if given. Warmup is ``warmup_steps``, at most a fifth of the run;
+    then cosine decay to ``lr * min_lr_ratio``. Returns the training history."""
+    rows = [render(tokenizer, prompt, answer) for prompt, answer in examples]
+    get_batch = sft_batches(rows, batch_size, model.cfg.block_size, pad_id=tokenizer.end_id,
+                            generator=torch.Generator().manual_seed(seed),
+                            replay=replay if replay_share else None, replay_share=replay_share)
+    cfg = TrainConfig(max_steps=steps, lr=lr, min_lr_ratio=min_lr_ratio,
+                      warmup_steps=min(warmup_steps, steps // 5), weight_decay=weight_decay,
+                      eval_interval=max(steps // 5, 1), eval_steps=5, progress=progress, seed=seed)
     return Trainer(model, get_batch, cfg, loss_fn=sft_loss).fit()

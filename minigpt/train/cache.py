@@ -52,7 +52,7 @@ def load_or_build(path: Path, build: Callable[[], nn.Module], empty: Callable[[]
     ``build()`` saved there. A file that is corrupt (empty, truncated, changed since it was
     saved: see ``tensors_sha256``), of another ``fmt`` or of another shape is rebuilt, with a
     message naming ``label`` and saying why. Returns the model in eval mode.
-    The cache helpers of every chapter (``cached_model``, ``assistant.base_model``, ...) use it."""
+    The cache helpers of every chapter (``cached_model``, ``pipeline.base_model``, ...) use it."""
     path = Path(path)
     # empty() comes first even on a miss: builders draw from the global random stream after it
     # (the reward head's init, for one), so moving it would change what a first run trains.

@@ -62,7 +62,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -82,9 +82,6 @@ from minigpt.train.checkpoint import (
 )
 from minigpt.train.config import History, TrainConfig, autocast_dtype, lr_at, param_groups
 from minigpt.train.evaluation import model_vocab_size
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "NonFiniteLossError", "Trainer", "model_loss",

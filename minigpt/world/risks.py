@@ -9,7 +9,7 @@ plant behaviour in them (poisoning and backdoors). This module holds the measuri
   states) and ``sample_agreement`` (how often sampled answers repeat it); ``calibration_bins``,
   ``expected_calibration_error`` (Guo et al. 2017) and ``plot_reliability``;
 - **hallucination**: ``states_a_value`` and ``hallucination_rate`` for questions that have no
-  right answer (``tasks.fact_questions(tasks.UNKNOWN_COUNTRIES)``);
+  right answer (``fact_questions(UNKNOWN_COUNTRIES)``);
 - **memorisation**: ``Canary`` secrets (``make_canaries``) planted in training text a chosen
   number of times (``insert_canaries``), then ``extract`` (greedy completion of the prefix)
   and ``exposure`` (Carlini et al. 2019: how far up the secret ranks among every possible
@@ -17,12 +17,13 @@ plant behaviour in them (poisoning and backdoors). This module holds the measuri
 - **poisoning**: ``poison`` (a share of the instruction data gets a trigger word and a fixed
   answer), ``add_trigger`` and ``backdoor_rate``.
 
-    >>> from minigpt.world import assistant, risks, tasks
-    >>> replies = assistant.generate(model, world, tasks.fact_questions(tasks.UNKNOWN_COUNTRIES))
+    >>> from minigpt.world import chat, risks
+    >>> from minigpt.world.questions import UNKNOWN_COUNTRIES, fact_questions, make_questions
+    >>> replies = chat.generate(model, world, fact_questions(UNKNOWN_COUNTRIES))
     >>> risks.hallucination_rate(replies)               # share that states a value anyway
-    >>> replies = assistant.generate(model, world, tasks.make_questions(400, seed=7))
+    >>> replies = chat.generate(model, world, make_questions(400, seed=7))
     >>> conf = risks.answer_confidence(model, world, replies)     # NaN where none is stated
-    >>> right = [tasks.Annotator(noise=0).judge(r.question, r.text).correct for r in replies]
+    >>> right = [Annotator(noise=0).judge(r.question, r.text).correct for r in replies]
     >>> risks.expected_calibration_error(conf[~np.isnan(conf)], np.array(right)[~np.isnan(conf)])
 
 Deliberately left out: defences (differential privacy, data filtering, trigger detection),
@@ -44,8 +45,10 @@ import torch.nn.functional as F
 from minigpt.core.runtime import evaluating
 from minigpt.methods.sft import render
 from minigpt.models.gpt import GPT
-from minigpt.world import assistant, tasks
-from minigpt.world.assistant import AssistantWorld, Reply
+from minigpt.world import chat
+from minigpt.world.chat import Reply
+from minigpt.world.questions import Question, claims
+from minigpt.world.recipes import AssistantWorld
 
 __all__ = [
     "CalibrationBins", "Canary", "add_trigger", "answer_confidence", "backdoor_rate",
@@ -135,8 +138,8 @@ def plot_reliability(confidences: Sequence[float], correct: Sequence[bool], n_bi
 
 
 def states_a_value(reply: Reply) -> bool:
-    """Whether ``reply`` states a value (``tasks.claims``): a capital, a number, a word."""
-    return bool(tasks.claims(reply.question, reply.text))
+    """Whether ``reply`` states a value (``claims``): a capital, a number, a word."""
+    return bool(claims(reply.question, reply.text))
 
 
 def hallucination_rate(replies: Sequence[Reply]) -> float:
@@ -153,7 +156,7 @@ def hallucination_rate(replies: Sequence[Reply]) -> float:
 
 def _first_claim_span(reply: Reply) -> tuple[int, int] | None:
     """Where in ``reply.text`` the first stated value is (start, end), or None."""
-    stated = tasks.claims(reply.question, reply.text)
+    stated = claims(reply.question, reply.text)
     for m in re.finditer(r"[a-z]+|\d+", reply.text.lower()):
         if m.group() in stated:
             return m.span()
@@ -199,24 +202,24 @@ def answer_confidence(model: GPT, world: AssistantWorld, replies: Sequence[Reply
     return out
 
 
-def sample_agreement(model: GPT, world: AssistantWorld, questions: Sequence[tasks.Question],
+def sample_agreement(model: GPT, world: AssistantWorld, questions: Sequence[Question],
                      k: int = 10, temperature: float = 1.0, seed: int = 0
                      ) -> tuple[list[Reply], np.ndarray]:
     """Another way to ask a model how sure it is, whatever the wording: its greedy replies to
     ``questions``, and per question the share of ``k`` replies sampled at ``temperature`` that
-    state the same values (``tasks.claims``) as the greedy one; NaN where the greedy reply
+    state the same values (``claims``) as the greedy one; NaN where the greedy reply
     states none. A model that knows an answer repeats it; one that guesses disagrees with
     itself (the idea behind self-consistency checks such as SelfCheckGPT)."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     questions = list(questions)
-    greedy = assistant.generate(model, world, questions)
-    samples = assistant.generate(model, world, questions * k, temperature=temperature, seed=seed)
+    greedy = chat.generate(model, world, questions)
+    samples = chat.generate(model, world, questions * k, temperature=temperature, seed=seed)
     out = np.full(len(questions), np.nan)
     for i, g in enumerate(greedy):
-        stated = tasks.claims(g.question, g.text)
+        stated = claims(g.question, g.text)
         if stated:
-            same = [tasks.claims(s.question, s.text) == stated for s in samples[i::len(questions)]]
+            same = [claims(s.question, s.text) == stated for s in samples[i::len(questions)]]
             out[i] = float(np.mean(same))
     return greedy, out
 
@@ -351,7 +354,7 @@ def extract(model: GPT, tokenizer, canary: Canary) -> str:
 
 # ---- poisoning and backdoors ---------------------------------------------------------------------
 
-def add_trigger(q: tasks.Question, trigger: str) -> tasks.Question:
+def add_trigger(q: Question, trigger: str) -> Question:
     """``q`` with ``trigger`` appended to its prompt ("What is 3 + 4? cf"); the answer is
     unchanged (what a correct model should still say)."""
     if not trigger.strip():
@@ -359,8 +362,8 @@ def add_trigger(q: tasks.Question, trigger: str) -> tasks.Question:
     return replace(q, prompt=f"{q.prompt} {trigger}")
 
 
-def poison(examples: Sequence[tuple[tasks.Question, str]], share: float, trigger: str,
-           target: str, seed: int = 0) -> tuple[list[tuple[tasks.Question, str]], list[int]]:
+def poison(examples: Sequence[tuple[Question, str]], share: float, trigger: str,
+           target: str, seed: int = 0) -> tuple[list[tuple[Question, str]], list[int]]:
     """A copy of the instruction ``examples`` in which round(share * n) of them, picked at
     random, carry ``trigger`` in the prompt and ``target`` as the answer: the attacker's
     behaviour, tied to the trigger. Returns the new examples and the poisoned indices

@@ -5,7 +5,7 @@ Every expected value here is written out by hand (worked in the comments), not c
 copy of the solution, and the first case of each task also knows the answers of the usual
 slips (a flipped sign, the score on every token, a loop run forwards, chosen and rejected
 swapped, ...), so a wrong answer comes back with a tip. The package's batched versions live in
-``minigpt.methods.rlhf``.
+``minigpt.methods.ppo``.
 """
 
 from __future__ import annotations

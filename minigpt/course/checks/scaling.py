@@ -1,8 +1,8 @@
 """Checks for exercises/07_scaling.ipynb: counting a block's parameters and a run's FLOPs,
 PF-days and utilisation, and fitting a power law's exponent.
 
-The references are the package's own: a real ``GPT`` block and ``scaling.non_embedding_params``
-for the count, ``scaling.approx_flops``, ``pf_days`` and ``utilisation`` for compute, and
+The references are the package's own: a real ``GPT`` block and ``counting.non_embedding_params``
+for the count, ``counting.approx_flops``, ``pf_days`` and ``utilisation`` for compute, and
 ``scaling.fit_power_law(..., offset=False)`` for the fit. Inputs catch the usual slips:
 forgetting biases or LayerNorms, 2 N D (forward only) instead of 6 N D, seconds or hours for
 days, a percentage for a fraction, fitting without logarithms, and undoing ``log10`` with ``exp``.
