@@ -5,7 +5,7 @@
 
 Both train on the same sentences (``word2vec.corpus_sentences``) with the same dimension,
 window, negatives, min_count, subsampling and number of passes; gensim with 2 worker threads,
-ours with the course's ``train.Trainer`` (Adam, 4,096 pairs a step). The target: WordSim353
+ours with the course's ``minigpt.train.trainer.Trainer`` (Adam, 4,096 pairs a step). The target: WordSim353
 Spearman within 0.05 of gensim's (or better). Speed is printed as corpus words per second and
 as a ratio to gensim's, measured in the same process one after the other. On a shared machine
 set ``OMP_WAIT_POLICY=PASSIVE``: torch's busy-waiting threads slow down several-fold when
