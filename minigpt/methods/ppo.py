@@ -24,7 +24,8 @@ Everything works on token ids, whatever the tokenizer; the caller brings the pro
 one length, so generation needs no padding), a ``score_fn(prompts, responses, mask)`` and the
 token that ends a response. PPO's losses, GAE and the KL controllers, each a small function
 checked against its paper: ``minigpt.methods.ppo_losses``; log-probabilities and masks:
-``minigpt.methods.logprobs``; the alternatives PPO is compared with: ``minigpt.methods.dpo`` and ``minigpt.methods.best_of_n``.
+``minigpt.methods.logprobs``; the alternatives PPO is compared with: ``minigpt.methods.dpo``
+and ``minigpt.methods.best_of_n``.
 
     >>> from minigpt.methods import ppo
     >>> policy = ppo.PolicyWithValue(copy.deepcopy(sft_model))               # doctest: +SKIP

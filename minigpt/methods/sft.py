@@ -17,8 +17,9 @@ asked to predict what users type, only how to reply and when to stop.
 
 ``finetune`` takes plain values: a model, a chat tokenizer, (prompt, answer) pairs and the
 settings. The assistant world's recipe for it, and its cached SFT model, are
-``minigpt.world.recipes`` and ``minigpt.world.pipeline``. Deliberately left out: multi-turn training data, packing several conversations into one window, and the chat
-templates of other projects (each names its special tokens differently).
+``minigpt.world.recipes`` and ``minigpt.world.pipeline``. Deliberately left out: multi-turn
+training data, packing several conversations into one window, and the chat templates of other
+projects (each names its special tokens differently).
 """
 
 from __future__ import annotations
