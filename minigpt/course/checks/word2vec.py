@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from minigpt.course.checks._base import _number
 from minigpt.course.checks._base import call as _call
 from minigpt.course.checks._base import passed as _passed
 from minigpt.models import word2vec as w2v
@@ -78,48 +79,117 @@ def _wrong_sign(v: torch.Tensor, u_pos: torch.Tensor, u_neg: torch.Tensor) -> fl
     return float(-(logsig(pos) + logsig(neg).sum(-1)).mean())
 
 
-def _toy_vectors() -> dict[str, np.ndarray]:
-    """Gender on axis 0, royalty on axis 1, 'fruitness' on axis 2, a little noise; different
-    lengths, so only cosine (not the raw dot product) finds the right answers."""
-    rng = np.random.default_rng(2)
-    base = {"man": [1, 0, 0], "woman": [-1, 0, 0], "king": [1, 1, 0], "queen": [-1, 1, 0],
-            "prince": [0.9, 0.8, 0.1], "apple": [0, 0, 1], "pear": [0.1, 0, 1],
-            "boy": [0.8, -0.2, 0], "girl": [-0.8, -0.2, 0], "giant": [0, 0, 0]}
-    scale = {"apple": 5.0, "giant": 1.0}
-    out = {}
-    for word, vec in base.items():
-        vec = np.array(vec, float) + rng.normal(0, 0.05, 3)
-        out[word] = vec * scale.get(word, 1.0) if word != "giant" else np.array([3.0, 3.0, 3.0])
-    return out
+# Task 3's hand-made vectors: axis 0 is gender (+ male, - female), axis 1 royalty, axis 2 the
+# rest of a word's meaning. In every question below the right word wins by a cosine margin of
+# about 0.2, and each usual mistake lands on a different wrong word (see _analogy_mistakes).
+_ANALOGY_VECTORS = {
+    "man": [3, 0, 0], "woman": [-16, 0, 0],  # woman is 5 times longer: normalise first
+    "king": [1, 4, -1], "queen": [-1, 4, -1],
+    "he": [2, -1, 1], "she": [-2, -1, 1],
+    "commoner": [0, -1, 0],
+    "crown": [0, 13, 6],  # the longest vector: a raw dot product picks it
+}
+# b - a + c is symmetric in b and c, so each pair of questions asks the same thing with b and c
+# swapped: a version that forgets to leave out b or c fails one of them.
+_ANALOGY_QUESTIONS = [("man", "king", "woman"), ("man", "woman", "king"),
+                      ("woman", "queen", "man"), ("woman", "man", "queen")]
+_COSINE_PAIRS = [([1.0, 0.0], [0.0, 2.0]),  # orthogonal: 0
+                 ([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]),  # parallel, different lengths: 1
+                 ([1.0, -1.0], [-3.0, 3.0]),  # opposite: -1
+                 ([0.3, 0.4], [4.0, 3.0])]  # 0.96, while the dot product is 2.4
+
+
+def _analogy_vectors() -> dict[str, np.ndarray]:
+    """A fresh copy of the hand-made vectors (a learner's function may change them in place)."""
+    return {word: np.array(vec, dtype=np.float64) for word, vec in _ANALOGY_VECTORS.items()}
+
+
+def _nearest(vectors: dict[str, np.ndarray], query: np.ndarray, exclude: tuple[str, ...],
+             by_cosine: bool = True) -> str:
+    words = [w for w in vectors if w not in exclude]
+    scores = [vectors[w] @ query / (np.linalg.norm(vectors[w]) if by_cosine else 1.0)
+              for w in words]
+    return words[int(np.argmax(scores))]
+
+
+def _analogy_mistakes(vectors: dict[str, np.ndarray], a: str, b: str, c: str) -> dict[str, str]:
+    """For a:b::c:?, the word each usual mistake answers -> the tip that names that mistake."""
+    unit = {w: v / np.linalg.norm(v) for w, v in vectors.items()}
+    query = unit[b] - unit[a] + unit[c]
+    longest = max((a, b, c), key=lambda w: np.linalg.norm(vectors[w]))
+    shortest = min((a, b, c), key=lambda w: np.linalg.norm(vectors[w]))
+    ratio = np.linalg.norm(vectors[longest]) / np.linalg.norm(vectors[shortest])
+
+    def wrong_way(x: str, y: str, z: str) -> str:
+        return (f" That is the word nearest {x} - {y} + {z}: the analogy asks for b - a + c "
+                f"({b} - {a} + {c}): start from b, take a away, add c.")
+
+    answers = [
+        (_nearest(unit, unit[a] - unit[b] + unit[c], (a, b, c)), wrong_way(a, b, c)),
+        (_nearest(unit, unit[b] - unit[c] + unit[a], (a, b, c)), wrong_way(b, c, a)),
+        (_nearest(vectors, vectors[b] - vectors[a] + vectors[c], (a, b, c)),
+         (f" That is the answer without normalising: the vector of {longest!r} is {ratio:.0f} "
+          f"times longer than that of {shortest!r} and swamps b - a + c. Divide every vector by its length "
+          "first.")),
+        (_nearest(vectors, query, (a, b, c), by_cosine=False),
+         (" That word has a long vector: rank the candidates by cosine (divide by their lengths), "
+          "not by the dot product.")),
+    ]
+    tips: dict[str, str] = {}
+    for word, tip in answers:
+        tips[word] = tips.get(word, "") + tip
+    return tips
+
+
+def _cosine_tip(got: float | None, dot: float, nu: float, nv: float) -> str:
+    """The tip for a wrong cosine: ``dot`` is u·v, ``nu`` and ``nv`` the two lengths."""
+    if got is None:
+        return " Return one number (a float)."
+    for tip, values in [(" Divide the dot product by both lengths.", [dot, dot / nu, dot / nv]),
+                        (" A vector's length is the square root of u·u (np.linalg.norm(u)).",
+                         [dot / (nu * nv) ** 2]),
+                        (" Opposite vectors have cosine -1: keep the sign.", [-dot / (nu * nv)])]:
+        if any(math.isclose(got, x, rel_tol=1e-6) for x in values):
+            return tip
+    return ""
 
 
 def check_analogy(cosine_similarity: Callable[[np.ndarray, np.ndarray], float],
                   analogy: Callable[[dict, str, str, str], str]) -> None:
-    """Task: ``cosine_similarity(u, v)`` and ``analogy(vectors, a, b, c)`` -> the best word."""
+    """Task: ``cosine_similarity(u, v)`` and ``analogy(vectors, a, b, c)`` -> the best word.
+
+    Both run on hand-made vectors (not a trained model's), where the right answer wins by a clear
+    margin and each usual mistake gives its own wrong answer, named in the error."""
     task = "Task 3 (cosine similarity and analogies)"
     hint = ("cosine = u·v / (|u| |v|); for a:b::c, normalise every vector to length 1, take "
             "b - a + c, and return the word of highest cosine with it that is not a, b or c.")
-    for u, v in [([1.0, 0.0], [0.0, 2.0]), ([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]),
-                 ([1.0, -1.0], [-3.0, 3.0]), ([0.3, 0.4], [4.0, 3.0])]:
+    for u, v in _COSINE_PAIRS:
         u, v = np.array(u), np.array(v)
-        got = _call(task, hint, cosine_similarity, u, v)
-        want = float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
-        if got is None or not math.isclose(float(got), want, rel_tol=1e-6, abs_tol=1e-9):
-            tip = " Divide the dot product by both lengths." if got is not None and \
-                math.isclose(float(got), float(u @ v), rel_tol=1e-6) else ""
+        got = _number(_call(task, hint, cosine_similarity, u.copy(), v.copy()))
+        dot, nu, nv = float(u @ v), float(np.linalg.norm(u)), float(np.linalg.norm(v))
+        want = dot / (nu * nv)
+        if got is None or not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+            tip = _cosine_tip(got, dot, nu, nv)
             raise AssertionError(f"{task}: cosine_similarity({u.tolist()}, {v.tolist()}) "
                                  f"returned {got}, expected {want:.4f}.{tip}")
-    vectors = _toy_vectors()
+    vectors = _analogy_vectors()
     reference = word_vectors.WordVectors(list(vectors), np.stack(list(vectors.values())))
-    for a, b, c in [("man", "king", "woman"), ("woman", "queen", "man"), ("king", "man", "queen"),
-                    ("man", "woman", "king")]:
+    for a, b, c in _ANALOGY_QUESTIONS:
         want = reference.analogy(a, b, c, k=1)[0][0]
-        got = _call(task, hint, analogy, dict(vectors), a, b, c)
+        got = _call(task, hint, analogy, _analogy_vectors(), a, b, c)
+        if not isinstance(got, str):
+            tip = (" That is a position, not a word: return the word itself."
+                   if isinstance(got, (int, np.integer)) else " Return only the word (a str).")
+            shown = got.item() if isinstance(got, np.generic) else got
+            raise AssertionError(  # noqa: TRY004 (a check reports every mistake as an AssertionError)
+                f"{task}: {a}:{b}::{c}:? should be {want!r}, got {shown!r} of type "
+                f"{type(got).__name__}.{tip}")
+        got = str(got)  # a NumPy string would print as np.str_('...')
         if got != want:
-            tip = ""
             if got in (a, b, c):
                 tip = f" {got!r} is one of the question's words: leave a, b and c out."
-            elif got in ("giant", "apple"):
-                tip = f" {got!r} has a long vector: compare directions (cosine), not dot products."
+            else:
+                tip = _analogy_mistakes(vectors, a, b, c).get(got, "")
             raise AssertionError(f"{task}: {a}:{b}::{c}:? should be {want!r}, got {got!r}.{tip}")
-    _passed(task, "man:king::woman:queen, and three more, by vector arithmetic")
+    _passed(task, f"cosine on {len(_COSINE_PAIRS)} pairs, and man:king::woman:queen and "
+                  f"{len(_ANALOGY_QUESTIONS) - 1} more analogies on hand-made vectors")
