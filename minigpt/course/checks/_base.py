@@ -1,10 +1,10 @@
-"""What every topic's checks share: the NotDoneYet error, calling a learner's function, and
-printing a pass."""
+"""What every topic's checks share: the NotDoneYet error, calling a learner's function, reading
+a number, naming a mistake, and printing a pass."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class NotDoneYet(AssertionError):
@@ -26,9 +26,28 @@ def passed(task: str, what: str) -> None:
 
 
 def _number(x) -> float | None:
-    """``x`` as a float if it is a real number (int, float, NumPy or 0-d tensor), else None."""
+    """``x`` as a float if it is a finite real number (int, float, NumPy or 0-d tensor), else
+    None: a string or a bool is not one, although ``float("6e6")`` and ``float(True)`` work."""
+    if isinstance(x, (str, bytes, bool)):
+        return None
     try:
         value = float(x)
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def matching_tip(results: Iterable[tuple[tuple, object]],
+                 mistakes: Iterable[tuple[str, Callable]],
+                 same: Callable[[object, object], bool]) -> str:
+    """The message of the first usual mistake that gives every one of the learner's answers
+    (``results``: (arguments, answer) pairs; ``same(answer, mistake's answer)``), as " tip", or
+    "". Naming a mistake only when it explains every case keeps a wrong tip from being shown."""
+    results = list(results)
+    for message, mistake in mistakes:
+        try:
+            if all(same(got, mistake(*args)) for args, got in results):
+                return " " + message
+        except (ZeroDivisionError, IndexError, ValueError):
+            continue
+    return ""

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from minigpt.course.checks._base import call as _call
+from minigpt.course.checks._base import matching_tip as _matching_tip
 from minigpt.course.checks._base import passed as _passed
 
 __all__ = ["check_add_k", "check_bigram_mle", "check_continuation_counts", "check_kneser_ney_bigram"]
@@ -62,13 +63,7 @@ def _name(tokens: list[str]) -> str:
 
 def _tip(results: list[tuple[tuple, object]], mistakes: Iterable[tuple[str, Callable[..., float]]]) -> str:
     """The first mistake whose formula gives every one of the learner's ``results``, as a tip."""
-    for message, formula in mistakes:
-        try:
-            if all(_close(got, formula(*args)) for args, got in results):
-                return " " + message
-        except ZeroDivisionError:
-            continue
-    return ""
+    return _matching_tip(results, mistakes, _close)
 
 
 def _forgot_return(got) -> str:

@@ -32,12 +32,6 @@ __all__ = ["check_block_params", "check_fit_exponent", "check_pf_days", "check_t
            "check_utilisation"]
 
 
-def _real(x) -> float | None:
-    """``x`` as a finite float if it is a number; None for anything else, a string included
-    (``float("6e6")`` would otherwise let a string through)."""
-    return None if isinstance(x, (str, bytes)) else _number(x)
-
-
 def _type_tip(got) -> str:
     """A tip for an answer that is not a number at all, or ''."""
     if isinstance(got, (str, bytes)):
@@ -64,7 +58,7 @@ def _as_quadratic(fn: Callable[[int], int]) -> tuple[int, int] | None:
     """``(a, b)`` when ``fn(C) = a C^2 + b C`` with whole a and b (read off C = 1000 and 2000),
     else None: a learner's formula's coefficients, for the tips."""
     try:
-        g1, g2 = _real(fn(1000)), _real(fn(2000))
+        g1, g2 = _number(fn(1000)), _number(fn(2000))
     except (ArithmeticError, AssertionError, LookupError, RuntimeError, TypeError, ValueError):
         return None  # a diagnosis only: a failure there just means no tip
     if g1 is None or g2 is None:
@@ -96,7 +90,7 @@ def check_block_params(block_params: Callable[[int], int]) -> None:
             want = sum(p.numel() for p in GPT(cfg).blocks[0].parameters())
         assert want == non_embedding_params(cfg) - 2 * C  # minus the final LayerNorm
         got = _call(task, hint, block_params, C)
-        g = _real(got)
+        g = _number(got)
         if g != want:
             tip = _type_tip(got)
             extra = {0: "You left out every bias and both LayerNorms (13 C in all).",
@@ -134,7 +128,7 @@ def check_training_flops(training_flops: Callable[[float, float], float]) -> Non
         want = approx_flops(n_params, tokens)
         assert hand is None or math.isclose(want, hand)
         got = _call(task, hint, training_flops, n_params, tokens)
-        g = _real(got)
+        g = _number(got)
         if g is None or not math.isclose(g, want, rel_tol=1e-9):
             tip = _type_tip(got) or _ratio_tip(g, want, tips)
             if not tip and g is not None and any(math.isclose(g, 6 * x, rel_tol=1e-9)
@@ -160,7 +154,7 @@ def check_pf_days(pf_days: Callable[[float], float]) -> None:
     for flops in (PF_DAY, 3.15e23, 3.6e18, 1e21):
         want = _pf_days(flops)
         got = _call(task, hint, pf_days, flops)
-        g = _real(got)
+        g = _number(got)
         if g is None or not math.isclose(g, want, rel_tol=1e-9):
             tip = _type_tip(got) or _ratio_tip(g, want, tips)
             if not tip and g is not None and math.isclose(g, flops * PF_DAY, rel_tol=1e-9):
@@ -185,7 +179,7 @@ def check_utilisation(utilisation: Callable[[float, int, float, float], float]) 
         tips.pop(1, None)  # with one GPU, leaving it out is no mistake
         want = _utilisation(flops, n_gpus, peak, days)
         got = _call(task, hint, utilisation, flops, n_gpus, peak, days)
-        g = _real(got)
+        g = _number(got)
         if g is None or not math.isclose(g, want, rel_tol=1e-9):
             tip = _type_tip(got) or _ratio_tip(g, want, tips)
             if not tip and g is not None and g > 0 and math.isclose(1 / g, want, rel_tol=1e-9):
@@ -205,7 +199,7 @@ def _pair(got) -> tuple[float, float] | None:
         A, alpha = got
     except (TypeError, ValueError):
         return None
-    A, alpha = _real(A), _real(alpha)
+    A, alpha = _number(A), _number(alpha)
     return None if A is None or alpha is None else (A, alpha)
 
 

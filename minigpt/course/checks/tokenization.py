@@ -13,27 +13,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import pairwise
 
 from minigpt.course.checks._base import _number
 from minigpt.course.checks._base import call as _call
+from minigpt.course.checks._base import matching_tip as _tip
 from minigpt.course.checks._base import passed as _passed
 from minigpt.data.bpe import merge_word
 
 __all__ = ["check_bytes_per_token", "check_count_pairs", "check_merge"]
-
-
-def _tip(results: list[tuple[tuple, object]], mistakes: Iterable[tuple[str, Callable]],
-         same: Callable[[object, object], bool]) -> str:
-    """The first mistake whose answers equal all of the learner's ``results``, as a tip."""
-    for message, mistake in mistakes:
-        try:
-            if all(same(got, mistake(*args)) for args, got in results):
-                return " " + message
-        except (ZeroDivisionError, IndexError, ValueError):
-            continue
-    return ""
 
 
 def _forgot_return(task: str, call: str, got) -> None:
@@ -242,7 +231,7 @@ _BPT_MISTAKES = [
 
 
 def _close(got, want: float) -> bool:
-    value = _number(got) if not isinstance(got, (str, bytes)) else None
+    value = _number(got)
     return value is not None and math.isclose(value, want, rel_tol=1e-9)
 
 
@@ -255,7 +244,7 @@ def check_bytes_per_token(bytes_per_token: Callable[[str, Callable[[str], list[i
             got = _call(task, hint, bytes_per_token, text, encode)
             call = f"bytes_per_token({text!r}, {encode.__name__.lstrip('_')})"
             _forgot_return(task, call, got)
-            if isinstance(got, (str, bytes)) or _number(got) is None:
+            if _number(got) is None:
                 raise AssertionError(f"{task}: {call} returned {got!r}; return a number (a float), "
                                      f"here {_bytes(text) / len(encode(text)):.4f}.")
             results.append(((text, encode), got))

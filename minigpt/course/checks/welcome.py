@@ -12,16 +12,11 @@ import operator
 from collections.abc import Callable, Mapping
 
 from minigpt.core import metrics
-from minigpt.course.checks._base import _number as _base_number
+from minigpt.course.checks._base import _number
 from minigpt.course.checks._base import call as _call
 from minigpt.course.checks._base import passed as _passed
 
 __all__ = ["check_bits_per_byte", "check_char_codec", "check_training_compute"]
-
-
-def _number(x) -> float | None:
-    """``x`` as a float if it is a finite real number (not a string that looks like one)."""
-    return None if isinstance(x, (str, bytes)) else _base_number(x)
 
 
 def _close(a: float, b: float, rel_tol: float = 1e-6) -> bool:
