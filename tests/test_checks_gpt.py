@@ -9,60 +9,69 @@ from minigpt.course.checks import gpt as gpt_checks
 # --- Task 1: count_params --------------------------------------------------------------------
 
 
-def count_params(V, T, L, C):
-    return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
+def count_params(V, T, L, C, r):
+    return 2 * V * C + T * C + L * (4 * C * C + 2 * r * C * C + 2 * C) + C
 
 
-def count_params_by_parts(vocab_size, block_size, n_layer, n_embd):
-    """Right, written differently: weights and biases per layer, summed; a float on the way."""
+def count_params_by_parts(vocab_size, block_size, n_layer, n_embd, mlp_ratio):
+    """Right, written differently: matrices and gains per layer, summed; a float on the way."""
     def linear(n_in, n_out):
-        return n_in * n_out + n_out
+        return n_in * n_out  # no bias
 
     def layer_norm(n):
-        return 2 * n
+        return n  # a gain, no shift
 
     block = (layer_norm(n_embd) + linear(n_embd, 3 * n_embd) + linear(n_embd, n_embd)
-             + layer_norm(n_embd) + linear(n_embd, 4 * n_embd) + linear(4 * n_embd, n_embd))
-    total = (vocab_size + block_size) * n_embd + n_layer * block + layer_norm(n_embd)
+             + layer_norm(n_embd) + linear(n_embd, mlp_ratio * n_embd)
+             + linear(mlp_ratio * n_embd, n_embd))
+    embeddings = (vocab_size + block_size) * n_embd
+    total = embeddings + n_layer * block + layer_norm(n_embd) + linear(n_embd, vocab_size)
     return int(float(total))
 
 
-def count_params_from_model(vocab_size, block_size, n_layer, n_embd):
-    """Right, written differently: build the model and count (returns an int from numel)."""
-    from minigpt.models.gpt import GPT, GPTConfig
-    cfg = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=1,
-                    n_embd=n_embd)
+def count_params_from_modules(vocab_size, block_size, n_layer, n_embd, mlp_ratio):
+    """Right, written differently: build the variant from torch modules and count."""
+    C = n_embd
     with torch.device("meta"):
-        model = GPT(cfg)
-    return sum(p.numel() for p in model.parameters())
+        block = torch.nn.ModuleList([
+            torch.nn.LayerNorm(C, bias=False), torch.nn.Linear(C, 3 * C, bias=False),
+            torch.nn.Linear(C, C, bias=False), torch.nn.LayerNorm(C, bias=False),
+            torch.nn.Linear(C, mlp_ratio * C, bias=False),
+            torch.nn.Linear(mlp_ratio * C, C, bias=False)])
+        rest = torch.nn.ModuleList([
+            torch.nn.Embedding(vocab_size, C), torch.nn.Embedding(block_size, C),
+            torch.nn.LayerNorm(C, bias=False), torch.nn.Linear(C, vocab_size, bias=False)])
+    return n_layer * sum(p.numel() for p in block.parameters()) + sum(
+        p.numel() for p in rest.parameters())
 
 
-COUNT_RIGHT = [count_params, count_params_by_parts, count_params_from_model]
+COUNT_RIGHT = [count_params, count_params_by_parts, count_params_from_modules]
 
 # (wrong count_params, the words its message must hold)
 COUNT_WRONG = {
-    "tied head counted twice": (lambda V, T, L, C: count_params(V, T, L, C) + V * C,
-                                "weight tying"),
-    "no position embedding": (lambda V, T, L, C: count_params(V, T, L, C) - T * C,
+    "head counted as tied": (lambda V, T, L, C, r: count_params(V, T, L, C, r) - V * C,
+                             "untied"),
+    "head with a bias": (lambda V, T, L, C, r: count_params(V, T, L, C, r) + V,
+                         "output layer has no bias"),
+    "no position embedding": (lambda V, T, L, C, r: count_params(V, T, L, C, r) - T * C,
                               "position embedding"),
-    "no final LayerNorm": (lambda V, T, L, C: count_params(V, T, L, C) - 2 * C,
+    "LayerNorm biases counted": (lambda V, T, L, C, r: count_params(V, T, L, C, r)
+                                 + (2 * L + 1) * C, "LayerNorm biases"),
+    "Linear biases counted": (lambda V, T, L, C, r: count_params(V, T, L, C, r)
+                              + L * (5 + r) * C, "Linear layers' biases"),
+    "notebook's formula, untied": (lambda V, T, L, C, r: V * C + T * C + L * (12 * C * C + 13 * C)
+                                   + 2 * C + V * C, "Hint:"),
+    "MLP kept at 4x": (lambda V, T, L, C, r: count_params(V, T, L, C, 4), "kept the MLP at 4"),
+    "no LayerNorms": (lambda V, T, L, C, r: count_params(V, T, L, C, r) - (2 * L + 1) * C,
+                      "left out the LayerNorms"),
+    "no final LayerNorm": (lambda V, T, L, C, r: count_params(V, T, L, C, r) - C,
                            "final LayerNorm"),
-    "no LayerNorms inside blocks": (lambda V, T, L, C: count_params(V, T, L, C) - 4 * C * L,
-                                    "LayerNorms inside each block"),
-    "no LayerNorms at all": (lambda V, T, L, C: V * C + T * C + L * (12 * C * C + 9 * C),
-                             "left out the LayerNorms"),
-    "LayerNorm gains only": (lambda V, T, L, C: count_params(V, T, L, C) - (2 * L + 1) * C,
-                             "weight \\(gain\\) and a bias"),
-    "no Linear biases": (lambda V, T, L, C: V * C + T * C + L * (12 * C * C + 4 * C) + 2 * C,
-                         "biases of the Linear layers"),
-    "no biases at all": (lambda V, T, L, C: V * C + T * C + L * (12 * C * C + 2 * C) + C,
-                         "left out the biases"),
-    "hard-coded micro preset": (lambda V, T, L, C: count_params(2048, 128, 4, 128),
-                                "compute it from the arguments"),
-    "hard-coded GPT-2 small": (lambda V, T, L, C: 124_439_808, "compute it from the arguments"),
-    "one block only": (lambda V, T, L, C: count_params(V, T, 1, C), "count_params\\(50, 32, 2"),
-    "MLP 2x wide": (lambda V, T, L, C: V * C + T * C + L * (8 * C * C + 11 * C) + 2 * C,
-                    "Hint:"),
+    "one MLP matrix": (lambda V, T, L, C, r: count_params(V, T, L, C, r) - L * r * C * C,
+                       "one MLP matrix"),
+    "hard-coded GPT-2 small": (lambda V, T, L, C, r: count_params(50257, 1024, 12, 768, 4),
+                               "compute it from the arguments"),
+    "one block only": (lambda V, T, L, C, r: count_params(V, T, 1, C, r),
+                       "count_params\\(50, 32, 2"),
 }
 
 
@@ -85,12 +94,20 @@ def test_count_sizes_tell_the_slips_apart():
     diffs = [diff for diff, _ in gpt_checks._count_slips(*first)]
     assert len(set(diffs)) == len(diffs) and 0 not in diffs
     assert len({sizes[2] for sizes in gpt_checks._COUNT_SIZES}) >= 3  # n_layer varies
-    assert all(V != T for V, T, _, _ in gpt_checks._COUNT_SIZES)  # tied-head vs positions
+    assert len({sizes[4] for sizes in gpt_checks._COUNT_SIZES}) >= 3  # so does the MLP ratio
+    assert all(V != T for V, T, *_ in gpt_checks._COUNT_SIZES)  # head vs positions
+
+
+def test_the_reference_is_the_package_model_changed_as_asked():
+    model = gpt_checks.variant(65, 64, 1, 16, 2)
+    assert model.head.weight is not model.tok_emb.weight
+    assert not any(name.endswith("bias") for name, _ in model.named_parameters())
+    assert model.blocks[0].mlp.fc.out_features == 32
 
 
 def test_a_count_that_is_not_a_number_fails():
     with pytest.raises(AssertionError, match="whole number"):
-        checks.check_count_params(lambda V, T, L, C: str(count_params(V, T, L, C)))
+        checks.check_count_params(lambda V, T, L, C, r: str(count_params(V, T, L, C, r)))
 
 
 # --- Task 2: apply_temperature ---------------------------------------------------------------

@@ -15,9 +15,11 @@ def keep_probability(count, total, sample=1e-3):
     return min(1.0, (math.sqrt(z / sample) + 1) * sample / z)
 
 
-def sgns_loss(v, u_pos, u_neg):
-    pos = (v * u_pos).sum(-1)
-    neg = (u_neg @ v.unsqueeze(-1)).squeeze(-1)
+def cbow_loss(inp, out, contexts, centres, negatives, pad_id=0):
+    real = (contexts != pad_id).unsqueeze(-1).float()  # (B, W, 1)
+    h = (inp[contexts] * real).sum(1) / real.sum(1)  # (B, d) mean of the real context words
+    pos = (out[centres] * h).sum(-1)
+    neg = (out[negatives] @ h.unsqueeze(-1)).squeeze(-1)
     return -(F.logsigmoid(pos) + F.logsigmoid(-neg).sum(-1)).mean()
 
 
@@ -37,14 +39,14 @@ def stub(*args):
 
 def test_right_answers_pass(capsys):
     checks.check_keep_probability(keep_probability)
-    checks.check_sgns_loss(sgns_loss)
+    checks.check_cbow_loss(cbow_loss)
     checks.check_analogy(cosine_similarity, analogy)
     assert capsys.readouterr().out.count("passed") == 3
 
 
 @pytest.mark.parametrize("run", [
     lambda: checks.check_keep_probability(stub),
-    lambda: checks.check_sgns_loss(stub),
+    lambda: checks.check_cbow_loss(stub),
     lambda: checks.check_analogy(stub, analogy),
     lambda: checks.check_analogy(cosine_similarity, stub),
 ])
@@ -59,13 +61,8 @@ def test_usual_mistakes_get_a_tip():
     with pytest.raises(AssertionError, match="at most 1"):
         checks.check_keep_probability(
             lambda c, t, s: (math.sqrt(c / t / s) + 1) * s / (c / t))
-    with pytest.raises(AssertionError, match="take the mean"):
-        checks.check_sgns_loss(lambda v, p, n: sgns_loss(v, p, n) * len(v))
-    with pytest.raises(AssertionError, match="σ\\(-score\\)"):
-        checks.check_sgns_loss(lambda v, p, n: -(F.logsigmoid((v * p).sum(-1)) + F.logsigmoid(
-            (n @ v.unsqueeze(-1)).squeeze(-1)).sum(-1)).mean())
-    with pytest.raises(AssertionError, match="scalar tensor"):
-        checks.check_sgns_loss(lambda v, p, n: float(sgns_loss(v, p, n)))
+    with pytest.raises(AssertionError, match="padded width W, pads included"):
+        checks.check_cbow_loss(mean_over_padded_width)
     with pytest.raises(AssertionError, match="both lengths"):
         checks.check_analogy(lambda u, v: float(u @ v), analogy)
     with pytest.raises(AssertionError, match="leave a, b and c out"):
@@ -81,7 +78,6 @@ def test_the_toy_vectors_hold_the_intended_analogies():
     assert [q[:3] for q in _ANALOGY_QUESTIONS] == [
         ("man", "king", "woman"), ("man", "woman", "king"),
         ("woman", "queen", "man"), ("woman", "man", "queen")]
-    assert torch.is_tensor(sgns_loss(torch.ones(1, 2), torch.ones(1, 2), torch.ones(1, 1, 2)))
 
 
 # ---- Task 3 (check_analogy): other right ways to write it, and the usual wrong ones ----------
@@ -282,3 +278,252 @@ def test_analogy_verdicts_survive_small_changes_to_the_vectors(seed, monkeypatch
                     (ranks_by_dot_product, "by cosine")]:
         with pytest.raises(AssertionError, match=tip):
             checks.check_analogy(cosine_similarity, fn)
+
+
+# ---- Task 1: more right ways to write it, and the usual wrong ones -------------------------
+
+def keep_numpy(count, total, sample=1e-3):
+    z = np.float64(count) / total
+    return np.minimum(1.0, sample / z * (np.sqrt(z / sample) + 1))
+
+
+def keep_expanded(count, total, sample=1e-3):
+    """(sqrt(z/s) + 1) s/z = sqrt(s/z) + s/z."""
+    return min(1.0, math.sqrt(sample * total / count) + sample * total / count)
+
+
+@pytest.mark.parametrize("fn", [keep_probability, keep_numpy, keep_expanded])
+def test_keep_probability_right_implementations_pass(fn, capsys):
+    checks.check_keep_probability(fn)
+    assert "passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, tip", [
+    (lambda c, t, s: 1 - keep_probability(c, t, s), "discard"),
+    (lambda c, t, s: (math.sqrt(c / t / s) + 1) * s / (c / t), "at most 1"),
+    (lambda c, t, s: min(1.0, math.sqrt(s / (c / t))), "paper's sqrt"),
+    (lambda c, t, s: min(1.0, (math.sqrt(c / s) + 1) * s / c), "count / total"),
+])
+def test_keep_probability_mistakes_get_their_tip(fn, tip):
+    with pytest.raises(AssertionError, match=tip) as err:
+        checks.check_keep_probability(fn)
+    assert not isinstance(err.value, checks.NotDoneYet)
+
+
+# ---- Task 2 (check_cbow_loss): CBOW's loss over padded windows, right and wrong --------------
+
+def cbow_loop(inp, out, contexts, centres, negatives, pad_id=0):
+    """One example at a time: the real context ids picked out, then log of sigmoid."""
+    losses = []
+    for row, centre, noise in zip(contexts, centres, negatives):
+        h = inp[row[row != pad_id]].mean(0)  # (d,)
+        losses.append(-torch.log(torch.sigmoid(out[centre] @ h))
+                      - torch.log(torch.sigmoid(-(out[noise] @ h))).sum())
+    return torch.stack(losses).mean()
+
+
+def cbow_bce(inp, out, contexts, centres, negatives, pad_id=0):
+    """Embedding lookups, a masked_fill and einsum; the 1 + K binary terms as BCE with logits."""
+    vecs = F.embedding(contexts, inp).masked_fill((contexts == pad_id).unsqueeze(-1), 0.0)
+    h = vecs.sum(1) / (contexts != pad_id).sum(1, keepdim=True)  # (B, d)
+    words = torch.cat([centres.unsqueeze(1), negatives], 1)  # (B, 1 + K)
+    scores = torch.einsum("bkd,bd->bk", F.embedding(words, out), h)
+    labels = torch.zeros_like(scores)
+    labels[:, 0] = 1.0
+    return F.binary_cross_entropy_with_logits(scores, labels, reduction="sum") / len(h)
+
+
+def cbow_package_sgns(inp, out, contexts, centres, negatives, pad_id=0):
+    """The context mean by hand, then the package's skip-gram loss (a learner may reuse it)."""
+    from minigpt.models.word2vec import sgns_loss
+
+    real = (contexts != pad_id).to(inp.dtype)  # (B, W)
+    h = torch.einsum("bw,bwd->bd", real, inp[contexts]) / real.sum(1, keepdim=True)
+    return sgns_loss(h, out[centres], out[negatives])
+
+
+def _mean_context(table, contexts, pad_id, average="real"):
+    real = (contexts != pad_id).unsqueeze(-1).float()
+    vecs = table[contexts]
+    if average == "width":
+        return vecs.mean(1)
+    if average == "width, pads zeroed":
+        return (vecs * real).sum(1) / contexts.shape[1]
+    if average == "sum":
+        return (vecs * real).sum(1)
+    return (vecs * real).sum(1) / real.sum(1)
+
+
+def _ns_loss(h, u_pos, u_neg, sign=-1.0, neg_sign=-1.0, over_k="sum", over_batch="mean"):
+    noise = F.logsigmoid(neg_sign * (u_neg @ h.unsqueeze(-1)).squeeze(-1))
+    noise = noise.sum(-1) if over_k == "sum" else noise.mean(-1)
+    per_example = sign * (F.logsigmoid((u_pos * h).sum(-1)) + noise)
+    return per_example.sum() if over_batch == "sum" else per_example.mean()
+
+
+def mean_over_padded_width(inp, out, contexts, centres, negatives, pad_id=0):
+    return _ns_loss(inp[contexts].mean(1), out[centres], out[negatives])
+
+
+def divides_by_width(inp, out, contexts, centres, negatives, pad_id=0):
+    h = _mean_context(inp, contexts, pad_id, "width, pads zeroed")
+    return _ns_loss(h, out[centres], out[negatives])
+
+
+def sums_the_context(inp, out, contexts, centres, negatives, pad_id=0):
+    return _ns_loss(_mean_context(inp, contexts, pad_id, "sum"), out[centres], out[negatives])
+
+
+def context_from_out(inp, out, contexts, centres, negatives, pad_id=0):
+    return _ns_loss(_mean_context(out, contexts, pad_id), out[centres], out[negatives])
+
+
+def tables_swapped(inp, out, contexts, centres, negatives, pad_id=0):
+    return _ns_loss(_mean_context(out, contexts, pad_id), inp[centres], inp[negatives])
+
+
+def pad_is_always_zero(inp, out, contexts, centres, negatives, pad_id=0):
+    return _ns_loss(_mean_context(inp, contexts, 0), out[centres], out[negatives])
+
+
+def no_minus_sign(inp, out, contexts, centres, negatives, pad_id=0):
+    h = _mean_context(inp, contexts, pad_id)
+    return _ns_loss(h, out[centres], out[negatives], sign=1.0)
+
+
+def noise_without_minus(inp, out, contexts, centres, negatives, pad_id=0):
+    h = _mean_context(inp, contexts, pad_id)
+    return _ns_loss(h, out[centres], out[negatives], neg_sign=1.0)
+
+
+def averages_over_k(inp, out, contexts, centres, negatives, pad_id=0):
+    h = _mean_context(inp, contexts, pad_id)
+    return _ns_loss(h, out[centres], out[negatives], over_k="mean")
+
+
+def sums_over_batch(inp, out, contexts, centres, negatives, pad_id=0):
+    h = _mean_context(inp, contexts, pad_id)
+    return _ns_loss(h, out[centres], out[negatives], over_batch="sum")
+
+
+@pytest.mark.parametrize("fn", [cbow_loss, cbow_loop, cbow_bce, cbow_package_sgns])
+def test_cbow_loss_right_implementations_pass(fn, capsys):
+    checks.check_cbow_loss(fn)
+    assert "passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn, tip", [
+    (mean_over_padded_width, "You averaged over the padded width W, pads included"),
+    (divides_by_width, "left the pads out of the sum but divided by the padded width"),
+    (sums_the_context, "You summed the context vectors: CBOW averages them"),
+    (context_from_out, "come from the input table `inp`"),
+    (tables_swapped, "come from the input table `inp`"),
+    (pad_is_always_zero, "pad_id=7 the loss.*The padding id is `pad_id`, not always 0"),
+    (no_minus_sign, "\\*minus\\*"),
+    (noise_without_minus, "σ\\(-score\\)"),
+    (averages_over_k, "Sum the K noise"),
+    (sums_over_batch, "take the mean"),
+])
+def test_cbow_loss_mistakes_get_their_tip(fn, tip):
+    with pytest.raises(AssertionError, match=tip) as err:
+        checks.check_cbow_loss(fn)
+    assert not isinstance(err.value, checks.NotDoneYet)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (lambda *args: cbow_loss(*args).item(), "return a scalar tensor"),
+    (lambda *args: cbow_loss(*args).expand(3), "return a scalar tensor"),
+    (lambda *args: cbow_loss(*args).detach(), "no gradient flows back"),
+    (lambda i, o, *rest: cbow_loss(i.detach(), o, *rest), "gradient on `inp` differs"),
+])
+def test_cbow_loss_must_be_a_differentiable_scalar(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.check_cbow_loss(fn)
+
+
+def test_cbow_mistakes_get_no_tip_when_none_explains_every_batch():
+    """Two mistakes at once match no single one: the message names none rather than a wrong one."""
+    from minigpt.course.checks.word2vec import _CBOW_SLIPS
+
+    def two_slips(inp, out, contexts, centres, negatives, pad_id=0):
+        return _ns_loss(_mean_context(inp, contexts, pad_id, "sum"), out[centres], out[negatives],
+                        over_k="mean")
+
+    with pytest.raises(AssertionError, match="yours is [0-9.]+\\.$") as err:
+        checks.check_cbow_loss(two_slips)
+    assert not any(msg in str(err.value) for msg, _ in _CBOW_SLIPS)
+
+
+def test_cbow_batches_hold_what_the_check_promises():
+    """Every batch has a row of one real word; every batch of several rows has a full row and a
+    padded row of two or more real words; the last batch pads with 7 and uses 0 as a word."""
+    from minigpt.course.checks.word2vec import _CBOW_CASES, _cbow_batch
+
+    for seed, case in enumerate(_CBOW_CASES):
+        inp, _out, contexts, centres, negatives, pad_id = _cbow_batch(*case, seed=seed)
+        real = (contexts != pad_id).sum(1)
+        assert real.min() == 1 and (real[0] == 1)
+        if len(contexts) > 1:
+            assert real.max() == contexts.shape[1]
+            assert ((real >= 2) & (real < contexts.shape[1])).any()
+        assert inp[pad_id].abs().sum() > 0  # the padding row is not zero: counting it shows
+        assert pad_id not in centres and pad_id not in negatives
+    assert pad_id == 7 and ((contexts == 0).sum() > 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cbow_verdicts_hold_on_other_draws(seed, monkeypatch, capsys):
+    """The batches' seeds shifted: right answers still pass, each mistake still gets its tip."""
+    from minigpt.course.checks import word2vec as w2v_checks
+
+    draw, shift = w2v_checks._cbow_batch, 100 * (1 + seed)
+    monkeypatch.setattr(w2v_checks, "_cbow_batch",
+                        lambda *case, seed: draw(*case, seed=seed + shift))
+    for fn in (cbow_loss, cbow_loop, cbow_bce, cbow_package_sgns):
+        checks.check_cbow_loss(fn)
+    assert capsys.readouterr().out.count("passed") == 4
+    for fn, tip in [(mean_over_padded_width, "pads included"), (divides_by_width, "divided by"),
+                    (sums_the_context, "summed the context"), (context_from_out, "input table"),
+                    (tables_swapped, "input table"), (pad_is_always_zero, "not always 0"),
+                    (no_minus_sign, "minus sign"), (noise_without_minus, "score them low"),
+                    (averages_over_k, "Sum the K"), (sums_over_batch, "take the mean")]:
+        with pytest.raises(AssertionError, match=tip):
+            checks.check_cbow_loss(fn)
+
+
+# ---- Task 3: leaving out a, b and c -- each one of them ------------------------------------
+
+def leaves_out_b_and_c(vectors, a, b, c):
+    unit = _unit(vectors)
+    query = unit[b] - unit[a] + unit[c]
+    return _best([w for w in unit if w not in (b, c)], lambda w: cosine_similarity(unit[w], query))
+
+
+def leaves_out_only_a(vectors, a, b, c):
+    unit = _unit(vectors)
+    query = unit[b] - unit[a] + unit[c]
+    return _best([w for w in unit if w != a], lambda w: cosine_similarity(unit[w], query))
+
+
+@pytest.mark.parametrize("fn, tip", [
+    (leaves_out_b_and_c, "good:better::bad:\\? should be 'worse', got 'good'.*leave a out too"),
+    (leaves_out_only_a, "got '(woman|king|man|queen)'.*one of the question's words"),
+])
+def test_analogy_must_leave_out_each_of_a_b_c(fn, tip):
+    with pytest.raises(AssertionError, match=tip):
+        checks.check_analogy(cosine_similarity, fn)
+
+
+def test_close_question_separates_a_from_the_answer():
+    """In good:better::bad:? the answer wins among the rest, and a beats it when kept, each by
+    a clear cosine margin."""
+    from minigpt.course.checks.word2vec import _CLOSE_QUESTION, _CLOSE_VECTORS
+
+    vecs = {w: np.array(v, float) for w, v in _CLOSE_VECTORS.items()}
+    unit = _unit(vecs)
+    a, b, c = _CLOSE_QUESTION
+    query = unit[b] - unit[a] + unit[c]
+    cos = {w: cosine_similarity(unit[w], query) for w in unit}
+    rest = sorted((cos[w] for w in unit if w not in (a, b, c)), reverse=True)
+    assert analogy(vecs, a, b, c) == "worse" and rest[0] - rest[1] > 0.5
+    assert cos[a] - cos["worse"] > 0.2

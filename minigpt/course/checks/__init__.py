@@ -11,15 +11,22 @@ each module lists its checks in ``__all__`` and is star-imported here.
 
 from minigpt.course.checks._base import NotDoneYet as NotDoneYet  # re-exported for the notebooks
 from minigpt.course.checks.attention import *
+from minigpt.course.checks.attention_build import *
 from minigpt.course.checks.gpt import *
+from minigpt.course.checks.gpt_build import *
 from minigpt.course.checks.ngram import *
+from minigpt.course.checks.ngram_build import *
 from minigpt.course.checks.quantize import *
 from minigpt.course.checks.reward import *
 from minigpt.course.checks.risks import *
 from minigpt.course.checks.rlhf import *
 from minigpt.course.checks.rnn import *
+from minigpt.course.checks.rnn_build import *
 from minigpt.course.checks.scaling import *
+from minigpt.course.checks.scaling_build import *
 from minigpt.course.checks.sft import *
 from minigpt.course.checks.tokenization import *
+from minigpt.course.checks.tokenization_build import *
 from minigpt.course.checks.welcome import *
 from minigpt.course.checks.word2vec import *
+from minigpt.course.checks.word2vec_build import *

@@ -1,10 +1,12 @@
-"""Checks for exercises/04_transformer.ipynb: a causal mask, attention by hand, the sinusoidal
-position encoding, BERT's masking.
+"""Checks for exercises/04_transformer.ipynb: a causal mask, attention with ALiBi's distance
+penalty, the sinusoidal position encoding, BERT's masking (the build task, multi-head attention
+with padding, is checked in ``attention_build``).
 
-Each check runs the learner's function and compares it with ``minigpt.models.attention`` (itself
-tested against ``torch.nn.functional.scaled_dot_product_attention``) or, for the random
-masking, with the proportions BERT prescribes. Where a wrong answer matches a known slip (a
-missing 1/sqrt(d), the softmax over the wrong axis, sin and cos swapped), the message names it.
+Each check runs the learner's function and compares it with ``minigpt.models.attention`` or
+``torch.nn.functional.scaled_dot_product_attention`` (given ALiBi's penalty as a float mask) or,
+for the random masking, with the proportions BERT prescribes. Where a wrong answer matches a
+known slip (a missing 1/sqrt(d), the penalty's sign, the softmax over the wrong axis, sin and cos
+swapped or in two halves), the message names it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from minigpt.course.checks._base import call as _call
+from minigpt.course.checks._base import matching_tip
 from minigpt.course.checks._base import passed as _passed
-from minigpt.models.attention import causal_mask, scaled_dot_product_attention, sinusoidal_encoding
+from minigpt.models.attention import causal_mask, sinusoidal_encoding
 from minigpt.models.transformer import IGNORE
 
-__all__ = ["check_attention", "check_causal_mask", "check_mask_tokens", "check_sinusoidal_encoding"]
+__all__ = ["check_alibi_attention", "check_causal_mask", "check_mask_tokens", "check_sinusoidal_encoding"]
 
 
 def _close(got, want: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -54,38 +58,98 @@ def check_causal_mask(causal_mask_fn: Callable) -> None:
     _passed(task, "your mask equals minigpt.models.attention.causal_mask")
 
 
-def check_attention(attention_fn: Callable) -> None:
-    """Task: ``attention(q, k, v, mask=None)`` -> output, by hand."""
-    task = "Task 2 (attention by hand)"
-    hint = ("scores = q @ k.transpose(-2, -1) / sqrt(d); where mask is False set scores to -inf "
-            "(scores.masked_fill(~mask, float('-inf'))); weights = softmax over the last axis; "
-            "return weights @ v.")
-    g = torch.Generator().manual_seed(6)
-    B, H, T, D = 2, 3, 5, 16
-    q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
-    for mask in (None, causal_mask(T)):
-        want, _ = scaled_dot_product_attention(q, k, v, mask)
-        got = _call(task, hint, attention_fn, q, k, v, mask)
+_ALIBI_TASK = "Task 2 (attention with a distance penalty, ALiBi)"
+_ALIBI_HINT = ("distance = i - j from torch.arange(T)[:, None] - torch.arange(T)[None, :] (T, T); scores = "
+               "q @ k.transpose(-2, -1) / sqrt(d) - slopes[:, None, None] * distance (one slope per head); "
+               "where j > i set the scores to -inf; weights = softmax over the last axis; return weights @ v.")
+# (B, H, T, d) and the slopes: first H == T, where slopes that broadcast along the keys instead of
+# the heads raise no error (so that slip is named, not reported as a shape error), with a head of
+# no penalty; then ALiBi's own slopes 2^(-8h/H) and a third shape
+_ALIBI_CASES = (((2, 6, 6, 16), (1.0, 0.5, 0.0, 2.0, 0.25, 0.125)), ((2, 3, 5, 8), (0.5, 0.25, 0.125)),
+                ((1, 4, 7, 4), tuple(2 ** (-8 * h / 4) for h in range(1, 5))))
+
+
+def _alibi(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, sign: float = -1.0,
+           scale: bool = True, causal: bool = True, per_head: bool = True, dim: int = -1) -> torch.Tensor:
+    """ALiBi attention (Press et al. 2022) by hand, or a usual mistake: the penalty's ``sign``
+    flipped (the same as a distance j - i), no 1/sqrt(d), no causal mask, the slopes broadcast over
+    the keys (``per_head`` False), the softmax over another ``dim``."""
+    T = q.size(-2)
+    if not per_head and len(slopes) != T:  # the slip raises an error here: it is not the learner's
+        return torch.full_like(q, float("nan"))
+    distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).float()  # (T, T): i - j
+    bias = sign * (slopes[:, None, None] if per_head else slopes) * distance  # (H, T, T)
+    scores = q @ k.transpose(-2, -1) / (math.sqrt(q.size(-1)) if scale else 1.0) + bias
+    if causal:
+        scores = scores.masked_fill(~causal_mask(T), float("-inf"))
+    return torch.softmax(scores, dim).nan_to_num() @ v
+
+
+_ALIBI_SLIPS = [
+    ("It looks like the scores are not divided by sqrt(d).", lambda *a: _alibi(*a, scale=False)),
+    (("The penalty raises the scores of distant keys: subtract slope * (i - j), with i the query and j "
+      "the key (i - j >= 0 for every key a query may see)."), lambda *a: _alibi(*a, sign=1.0)),
+    ("The causal mask is missing: keys j > i must get -inf, the penalty alone does not hide them.",
+     lambda *a: _alibi(*a, causal=False)),
+    (("The slopes run along the keys, not the heads: give them the shape (H, 1, 1), slopes[:, None, "
+      "None], so that each head gets its own."), lambda *a: _alibi(*a, per_head=False)),
+    ("The softmax runs over the wrong axis: each query's row must sum to 1 (dim=-1).",
+     lambda *a: _alibi(*a, dim=-2)),
+]
+
+
+def _alibi_fail(what: str) -> None:
+    raise AssertionError(f"{_ALIBI_TASK}: {what} Hint: {_ALIBI_HINT}")
+
+
+def check_alibi_attention(alibi_fn: Callable) -> None:
+    """Task: ``alibi_attention(q, k, v, slopes)`` for q, k, v (B, H, T, d) and slopes (H,): causal
+    attention whose scores lose ``slopes[h] * (i - j)``; compared with torch's fused function
+    given the same penalty as a float mask."""
+    results = []
+    for (B, H, T, D), slopes in _ALIBI_CASES:
+        g = torch.Generator().manual_seed(T)
+        q, k, v = (torch.randn(B, H, T, D, generator=g) for _ in range(3))
+        slopes = torch.tensor(slopes)
+        distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).float()
+        bias = (-slopes[:, None, None] * distance).masked_fill(~causal_mask(T), float("-inf"))
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        args = (q, k, v, slopes)
+        try:
+            got = _call(_ALIBI_TASK, _ALIBI_HINT, alibi_fn, *(a.clone() for a in args))
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            raise AssertionError(f"{_ALIBI_TASK}: your function raised {error!r} for q, k, v {(B, H, T, D)} and "
+                                 f"slopes ({H},). If it is about shapes: the penalty must be (H, T, T), "
+                                 f"slopes[:, None, None] * distance. Hint: {_ALIBI_HINT}") from error
         if isinstance(got, tuple):
-            raise AssertionError(f"{task}: return only the output tensor, not a tuple. Hint: {hint}")
-        if _close(got, want):
-            continue
-        tip, which = "", "with" if mask is not None else "without"
-        if isinstance(got, torch.Tensor) and got.shape == want.shape:
-            scores = q @ k.transpose(-2, -1)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            if torch.allclose(got, torch.softmax(scores, -1) @ v, atol=1e-5):
-                tip = " It looks like the scores are not divided by sqrt(d)."
-            elif torch.allclose(got, torch.softmax(scores / math.sqrt(D), -2).nan_to_num() @ v, atol=1e-5):
-                tip = " The softmax runs over the wrong axis: each query's row must sum to 1 (dim=-1)."
-            elif mask is not None and torch.allclose(got, scaled_dot_product_attention(q, k, v)[0], atol=1e-5):
-                tip = " The mask is ignored: later positions must get no weight."
-        raise AssertionError(f"{task}: the output {which} a mask differs from "
-                             f"torch.nn.functional.scaled_dot_product_attention's (got {_shape(got)}, "
-                             f"expected {tuple(want.shape)}).{tip} Hint: {hint}")
-    _passed(task, "your attention equals torch.nn.functional.scaled_dot_product_attention, with and "
-                  "without the causal mask")
+            _alibi_fail("return only the output tensor, not a tuple.")
+        results.append((args, got))
+        if not _close(got, want):
+            tip = matching_tip(results, _ALIBI_SLIPS, _close) if isinstance(got, torch.Tensor) else ""
+            raise AssertionError(f"{_ALIBI_TASK}: for q, k, v {(B, H, T, D)} the output differs from "
+                                 f"torch.nn.functional.scaled_dot_product_attention given the same penalty "
+                                 f"(got {_shape(got)}, expected {tuple(want.shape)}).{tip} Hint: {_ALIBI_HINT}")
+    _passed(_ALIBI_TASK, "your attention equals torch.nn.functional.scaled_dot_product_attention with ALiBi's "
+                         "penalty as its mask, on 3 shapes")
+
+
+def _encoding_slips(T: int, d: int) -> list[tuple[str, torch.Tensor]]:
+    """(tip, what the slip gives) for the usual wrong sinusoidal encodings of (T, d)."""
+    want = sinusoidal_encoding(T, d)
+    swapped = torch.empty_like(want)
+    swapped[:, 0::2], swapped[:, 1::2] = want[:, 1::2], want[:, 0::2]
+    t = torch.arange(T, dtype=torch.float32)[:, None]
+    by_feature = t / 10000 ** (2 * torch.arange(d, dtype=torch.float32) / d)  # (T, d): 2k/d, k the feature
+    per_feature = torch.where(torch.arange(d) % 2 == 0, torch.sin(by_feature), torch.cos(by_feature))
+    return [
+        ("sin and cos are swapped: sin goes on the even features (0, 2, 4, ...).", swapped),
+        ("sin and cos sit in two halves: interleave them, PE[:, 0::2] = sin and PE[:, 1::2] = cos.",
+         torch.cat([want[:, 0::2], want[:, 1::2]], dim=1)),
+        ("The positions start at 1: the first row is position t = 0 (sin 0 = 0, cos 0 = 1).",
+         sinusoidal_encoding(T + 1, d)[1:]),
+        (("The frequency uses the feature's index k: use the pair's index i, so that features 2i and "
+          "2i + 1 share the angle t / 10000 ** (2i / d)."), per_feature),
+    ]
 
 
 def check_sinusoidal_encoding(encoding_fn: Callable) -> None:
@@ -100,13 +164,10 @@ def check_sinusoidal_encoding(encoding_fn: Callable) -> None:
             continue
         tip = ""
         if isinstance(got, torch.Tensor) and got.shape == want.shape:
-            swapped = torch.empty_like(want)
-            swapped[:, 0::2], swapped[:, 1::2] = want[:, 1::2], want[:, 0::2]
-            if torch.allclose(got.float(), swapped, atol=1e-4):
-                tip = " sin and cos are swapped: sin goes on the even features (0, 2, 4, ...)."
-            elif torch.allclose(got[:, 0::2].float(), want[:, 0::2], atol=1e-4):
+            tip = next((" " + tip for tip, slip in _encoding_slips(T, d) if _close(got, slip, atol=1e-4)), "")
+            if not tip and torch.allclose(got[:, 0::2].float(), want[:, 0::2], atol=1e-4):
                 tip = " The even (sin) features are right; check the odd (cos) ones."
-            elif torch.allclose(got[:, :2].float(), want[:, :2], atol=1e-4):
+            elif not tip and torch.allclose(got[:, :2].float(), want[:, :2], atol=1e-4):
                 tip = " The first pair is right: check the frequency, 10000 ** (2i / d) with i the pair's index."
         raise AssertionError(f"{task}: sinusoidal_encoding({T}, {d}) returned {_shape(got)} that differs "
                              f"from the expected ({T}, {d}).{tip} Hint: {hint}")

@@ -1,14 +1,17 @@
-"""Checks for exercises/06_gpt.ipynb: counting a GPT's parameters, temperature, and top-p.
+"""Checks for exercises/06_gpt.ipynb: counting the parameters of a GPT variant, temperature,
+and top-p. (The build task, batched generation with a KV cache, is in ``gpt_build``.)
 
-The references are the package's own: ``GPT.num_params`` on a real model, and
+The references are the package's own: a real ``GPT`` built with ``bias=False``, its MLP widened
+to ``mlp_ratio x n_embd`` and its output layer untied, counted parameter by parameter; and
 ``gpt.filter_logits`` for the nucleus. Inputs catch the usual slips, each named in the message
-where the wrong answer gives it away: counting the tied output layer twice, forgetting the
-position embedding, the LayerNorms or the biases, a number that fits one size only; multiplying
-the logits by the temperature, applying it after the softmax, dividing by a temperature of 0;
-dropping the token that carries the nucleus over ``top_p``, sorting ascending, comparing the
-running total with the current token included, and returning the mask in sorted order. No case
-puts a running total of the nucleus within 0.01 of ``top_p``, and no two probabilities in a case
-are equal, so rounding and the order of ties cannot decide a check.
+where the wrong answer gives it away: counting the output layer as tied (or with a bias),
+forgetting the position embedding or the LayerNorms, counting biases that are switched off,
+keeping the MLP at 4x, a number that fits one size only; multiplying the logits by the
+temperature, applying it after the softmax, dividing by a temperature of 0; dropping the token
+that carries the nucleus over ``top_p``, sorting ascending, comparing the running total with the
+current token included, and returning the mask in sorted order. No case puts a running total of
+the nucleus within 0.01 of ``top_p``, and no two probabilities in a case are equal, so rounding
+and the order of ties cannot decide a check.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from minigpt.course.checks._base import _number
 from minigpt.course.checks._base import call as _call
@@ -24,42 +28,57 @@ from minigpt.models.gpt import GPT, GPTConfig, filter_logits
 
 __all__ = ["check_apply_temperature", "check_count_params", "check_top_p_keep"]
 
-# (vocab_size, block_size, n_layer, n_embd). The first is small with every slip giving a
-# different total; the last two are the notebook's micro preset and GPT-2 small.
-_COUNT_SIZES = [(65, 64, 1, 16), (50, 32, 2, 32), (97, 40, 3, 24), (2048, 128, 4, 128),
-                (50257, 1024, 12, 768)]
+# (vocab_size, block_size, n_layer, n_embd, mlp_ratio). The first is small with every slip
+# giving a different total; the last is GPT-2 small's shape.
+_COUNT_SIZES = [(65, 64, 1, 16, 2), (50, 32, 2, 32, 3), (97, 40, 3, 24, 8),
+                (2048, 128, 4, 128, 1), (50257, 1024, 12, 768, 4)]
 
 
-def _count_slips(V: int, T: int, L: int, C: int) -> list[tuple[int, str]]:
+def variant(vocab_size: int, block_size: int, n_layer: int, n_embd: int, mlp_ratio: int) -> GPT:
+    """The package's GPT with no biases, an MLP of width ``mlp_ratio x n_embd`` and an output
+    layer of its own (untied), built on the meta device (shapes only, no memory)."""
+    cfg = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=1,
+                    n_embd=n_embd, bias=False)
+    with torch.device("meta"):
+        model = GPT(cfg)
+        for block in model.blocks:
+            block.mlp.fc = nn.Linear(n_embd, mlp_ratio * n_embd, bias=False)
+            block.mlp.proj = nn.Linear(mlp_ratio * n_embd, n_embd, bias=False)
+        model.head = nn.Linear(n_embd, vocab_size, bias=False)  # its own weight: untied
+    return model
+
+
+def _count_slips(V: int, T: int, L: int, C: int, r: int) -> list[tuple[int, str]]:
     """(answer - right answer, what it means) for the usual slips in counting."""
+    linear_biases = L * (5 + r) * C  # qkv 3C, attention out C, MLP rC and C
+    norm_biases = (2 * L + 1) * C
     return [
-        (V * C, ("You counted the output layer: it shares its weights with the token embedding "
-                "(weight tying), so it adds no parameters.")),
+        (-V * C, ("You left out the output layer: here it is untied, a vocab_size x n_embd "
+                  "matrix of its own.")),
+        (V, "The output layer has no bias here (bias=False everywhere)."),
         (-T * C, "You left out the position embedding (block_size x n_embd)."),
-        (-2 * C, "You left out the final LayerNorm (a weight and a bias, n_embd each)."),
-        (-4 * C * L, "You left out the two LayerNorms inside each block."),
-        (-(4 * L + 2) * C, ("You left out the LayerNorms (two per block and the final one, each "
-                           "a weight and a bias of n_embd).")),
-        (-(2 * L + 1) * C, ("You counted one vector per LayerNorm: each has a weight (gain) and "
-                           "a bias, n_embd each.")),
-        (-9 * C * L, ("You left out the biases of the Linear layers (3 n_embd + n_embd in "
-                     "attention, 4 n_embd + n_embd in the MLP).")),
-        (-(11 * L + 1) * C, "You left out the biases, of the Linear layers and the LayerNorms."),
+        (norm_biases, ("You counted LayerNorm biases: with bias=False a LayerNorm has only its "
+                       "weight (gain), n_embd numbers.")),
+        (linear_biases, "You counted the Linear layers' biases: this variant has none."),
+        (linear_biases + norm_biases, "You counted biases: this variant has none at all."),
+        (2 * L * (4 - r) * C * C, ("You kept the MLP at 4 x n_embd: its hidden width is "
+                                  "mlp_ratio x n_embd, in both of its matrices.")),
+        (-(2 * L + 1) * C, ("You left out the LayerNorms (two per block and the final one, an "
+                           "n_embd gain each).")),
+        (-C, "You left out the final LayerNorm (an n_embd gain)."),
+        (-L * r * C * C, "You counted one MLP matrix: there are two, C x rC and rC x C."),
     ]
 
 
-def check_count_params(count_params: Callable[[int, int, int, int], int]) -> None:
-    """Task: ``count_params(vocab_size, block_size, n_layer, n_embd)`` = ``GPT(...).num_params()``."""
+def check_count_params(count_params: Callable[[int, int, int, int, int], int]) -> None:
+    """Task 1: ``count_params(vocab_size, block_size, n_layer, n_embd, mlp_ratio)`` = the
+    parameters of the package's GPT without biases, with an untied head and that MLP width."""
     task = "Task 1 (count_params)"
-    hint = ("per block: two LayerNorms (weight and bias, n_embd each), attention (qkv: n_embd x "
-            "3 n_embd + bias, output: n_embd x n_embd + bias), MLP (n_embd x 4 n_embd + bias, "
-            "4 n_embd x n_embd + bias); plus both embeddings and the final LayerNorm.")
-    wants = {}
-    for vocab_size, block_size, n_layer, n_embd in _COUNT_SIZES:
-        cfg = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
-                        n_head=4, n_embd=n_embd)
-        with torch.device("meta"):  # count without allocating memory
-            wants[vocab_size, block_size, n_layer, n_embd] = GPT(cfg).num_params()
+    hint = ("per block: two LayerNorms (a gain of n_embd each), attention (qkv n_embd x 3 "
+            "n_embd, output n_embd x n_embd), MLP (n_embd x r n_embd and back); plus both "
+            "embeddings, the final LayerNorm and the untied output layer (n_embd x vocab_size); "
+            "no biases anywhere.")
+    wants = {sizes: sum(p.numel() for p in variant(*sizes).parameters()) for sizes in _COUNT_SIZES}
     for sizes, want in wants.items():
         got = _call(task, hint, count_params, *sizes)
         value = _number(got)
@@ -76,7 +95,8 @@ def check_count_params(count_params: Callable[[int, int, int, int], int]) -> Non
             args = ", ".join(map(str, sizes))
             raise AssertionError(f"{task}: count_params({args}) returned {got!r}, the model has "
                                  f"{want:,}.{tip} Hint: {hint}")
-    _passed(task, "GPT-2 small's shape with its 50,257-token vocabulary has 124,439,808 parameters")
+    gpt2 = wants[_COUNT_SIZES[-1]]
+    _passed(task, f"GPT-2 small's shape without biases, its head untied, has {gpt2:,} parameters")
 
 
 def _close(got, want: torch.Tensor) -> bool:

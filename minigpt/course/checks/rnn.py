@@ -111,6 +111,33 @@ def _lstm(z: torch.Tensor, c: torch.Tensor, order: str = "ifgo", candidate=torch
     return o * torch.tanh(c_next), c_next
 
 
+def _lstm_tips(z: torch.Tensor, c: torch.Tensor, want_c: torch.Tensor) -> tuple[list, list]:
+    """The usual LSTM slips as (tip, result) pairs, for c_next and for h_next, given the
+    pre-activations z (B, 4H), the old cell state c and the right c_next."""
+    zi, zf, zg, zo = z.chunk(4, dim=1)
+    si, sf, so, tg = torch.sigmoid(zi), torch.sigmoid(zf), torch.sigmoid(zo), torch.tanh(zg)
+    orders = [(f"The gates are read in the order {', '.join(order)}; torch's order is i, f, g, o.",
+               _lstm(z, c, "".join(order))[1])
+              for order in itertools.permutations("ifgo") if order != tuple("ifgo")]
+    c_tips = [
+        ("The cell candidate g goes through tanh, not sigmoid.", _lstm(z, c, candidate=torch.sigmoid)[1]),
+        ("The cell candidate g needs its tanh.", _lstm(z, c, candidate=lambda t: t)[1]),
+        (("The forget gate multiplies the new content too: it should scale only the old c "
+          "(c_next = f * c + i * g)."), sf * (c + si * tg)),
+        ("The old c is kept without the forget gate: c_next = f * c + i * g, not c + i * g.",
+         c + si * tg),
+        ("The old cell state is dropped: c_next = f * c + i * g, not i * g.", si * tg),
+        ("The gates i and f need their sigmoid.", zf * c + zi * tg),
+        *orders,
+    ]
+    h_tips = [
+        ("c_next is right; h_next needs tanh(c_next), not c_next.", so * want_c),
+        ("h_next must use the new cell state: o * tanh(c_next), not tanh(c).", so * torch.tanh(c)),
+        ("The output gate o needs its sigmoid.", zo * torch.tanh(want_c)),
+    ]
+    return c_tips, h_tips
+
+
 def check_lstm_step(lstm_step: Callable) -> None:
     """Task: ``lstm_step(x, h, c, W, U, b) -> (h_next, c_next)``, W (I, 4H), U (H, 4H),
     b (4H,), gates in torch's order: input, forget, cell candidate, output."""
@@ -138,31 +165,15 @@ def check_lstm_step(lstm_step: Callable) -> None:
     if _close(got_h, want_c) and _close(got_c, want_h):
         raise AssertionError(f"{task}: you returned (c_next, h_next); return (h_next, c_next).")
     z = x @ W + h @ U + b
-    zi, zf, zg, zo = z.chunk(4, dim=1)
-    si, sf, so, tg = torch.sigmoid(zi), torch.sigmoid(zf), torch.sigmoid(zo), torch.tanh(zg)
+    c_tips, h_tips = _lstm_tips(z, c, want_c)
     if not _close(got_c, want_c):
-        tips = [(f"The gates are read in the order {', '.join(order)}; torch's order is i, f, g, o.",
-                 _lstm(z, c, "".join(order))[1])
-                for order in itertools.permutations("ifgo") if order != tuple("ifgo")]
-        tip = _first(got_c, [
-            ("The cell candidate g goes through tanh, not sigmoid.", _lstm(z, c, candidate=torch.sigmoid)[1]),
-            ("The cell candidate g needs its tanh.", _lstm(z, c, candidate=lambda t: t)[1]),
-            (("The forget gate multiplies the new content too: it should scale only the old c "
-              "(c_next = f * c + i * g)."), sf * (c + si * tg)),
-            ("The gates i and f need their sigmoid.", zf * c + zi * tg),
-            *tips,
-        ])
+        tip = _first(got_c, c_tips)
         raise AssertionError(f"{task}: c_next is wrong (shape {_shape(got_c)}, expected "
                              f"{tuple(want_c.shape)}).{tip} The cell state adds: c_next = f * c + i * g, "
                              "with f and i through sigmoid, g through tanh, and the gates in the "
                              f"order i, f, g, o. Hint: {hint}")
     if not _close(got_h, want_h):
-        tip = _first(got_h, [
-            ("c_next is right; h_next needs tanh(c_next), not c_next.", so * want_c),
-            ("h_next must use the new cell state: o * tanh(c_next), not tanh(c).", so * torch.tanh(c)),
-            ("The output gate o needs its sigmoid.", zo * torch.tanh(want_c)),
-        ])
-        raise AssertionError(f"{task}: h_next is wrong.{tip} Hint: {hint}")
+        raise AssertionError(f"{task}: h_next is wrong.{_first(got_h, h_tips)} Hint: {hint}")
     _passed(task, "your step equals minigpt.models.rnn.LSTMCell (and so torch.nn.LSTM)")
 
 
