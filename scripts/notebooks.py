@@ -60,6 +60,10 @@ def run(paths: list[str], profile: str) -> None:
         if path.parent.name == "notebooks" and profile == "cpu":
             if problem := notebooks.time_line_problem(nbformat.read(path, as_version=4)):
                 print(f"  note: {problem}", flush=True)
+    for path in runnable_notebooks():  # a re-run chapter may have moved another's chart
+        rel = path.relative_to(ROOT).as_posix()
+        if any("running chart" in p for p in notebooks.hygiene_problems(nbformat.read(path, as_version=4), rel)):
+            print(f"note: {rel}'s running chart now shows older figures: run it again", flush=True)
     sync()  # the README table shows the new timings
 
 

@@ -66,6 +66,28 @@ def test_chart_draws_one_bar_per_result(stores):
     assert len(ax.patches) == 3 and "00 · unigram (ci)" in labels and "01 · char 3-gram" in labels
 
 
+def test_chart_upto_shows_the_chapters_met_so_far(stores):
+    ax = leaderboard.chart(upto=0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["00 · tiny GPT"]
+
+
+def test_every_chapter_has_its_own_colour():
+    colours = [matplotlib.colors.to_hex(leaderboard.chapter_colour(c)) for c in range(15)]
+    assert len(set(colours)) == 15
+
+
+def test_stored_key_moves_with_the_chapters_a_chart_shows(stores, monkeypatch):
+    before = {upto: leaderboard.stored_key(upto) for upto in (0, 1)}
+    rows = json.loads(stores.read_text())
+    rows[0]["bits_per_byte"] = 3.0  # chapter 1's figure changes
+    stores.write_text(json.dumps(rows))
+    assert leaderboard.stored_key(0) == before[0]
+    assert leaderboard.stored_key(1) != before[1]
+    monkeypatch.setenv("MINIGPT_PROFILE", "cpu")
+    leaderboard.record(0, "tiny GPT", 2.5)  # a learner's own run: not the shipped figures
+    assert leaderboard.stored_key(0) == before[0]
+
+
 def test_the_shipped_file_holds_measured_rows():
     for row in json.loads(leaderboard.REFERENCE.read_text()):
         assert row["profile"] == "cpu" and row["bits_per_byte"] > 0

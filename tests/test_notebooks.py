@@ -96,6 +96,20 @@ def test_hygiene_catches_stale_and_out_of_order_outputs():
     assert any("'ci' profile" in p for p in notebooks.hygiene_problems(nb, "x.ipynb"))
 
 
+def test_hygiene_catches_a_chart_drawn_from_older_figures(monkeypatch):
+    from minigpt.course import leaderboard
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("leaderboard.chart(upto=3)")]
+    nb.cells[0].execution_count = 1
+    nb.metadata["minigpt"] = {"profile": "cpu", "code_sha256": notebooks.code_fingerprint(nb),
+                              "chart_sha256": leaderboard.stored_key(3)}
+    assert notebooks.hygiene_problems(nb, "notebooks/03_x.ipynb") == []
+    monkeypatch.setattr(leaderboard, "stored_key", lambda upto: "other figures")
+    assert any("running chart" in p for p in notebooks.hygiene_problems(nb, "notebooks/03_x.ipynb"))
+    assert notebooks.hygiene_problems(nb, "exercises/solutions/03_x.ipynb") == []  # not a chapter
+
+
 def test_setup_cell_installs_without_touching_torch():
     src = notebooks.setup_cell_source()
     assert "--no-deps" in src and notebooks.REPO_URL in src

@@ -344,6 +344,7 @@ def test_plot_history_draws_steps_and_evaluations():
     ax = plot_history(history, log_y=True)
     assert len(ax.lines) == 3 and ax.get_yscale() == "log"
     assert list(ax.lines[2].get_ydata()) == [3.1, 1.2]
+    assert ax.lines[1].get_linestyle() == ax.lines[2].get_linestyle() == "None"  # evaluations not joined
     _, ax2 = plt.subplots()
     assert plot_history(history.to_dict(), ax=ax2) is ax2
     plt.close("all")

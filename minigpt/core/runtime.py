@@ -90,11 +90,27 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) random generators."""
+SEED_OFFSET_ENV = "MINIGPT_SEED_OFFSET"
+
+
+def seed_offset() -> int:
+    """``$MINIGPT_SEED_OFFSET`` (default 0): added to every seed ``seed_everything`` sets, so that
+    ``scripts/claim_margins.py`` can re-run a notebook over other seeds without editing it."""
+    raw = os.environ.get(SEED_OFFSET_ENV, "0")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{SEED_OFFSET_ENV}={raw!r}: must be a whole number (or unset for 0)") from None
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) random generators with
+    ``seed + seed_offset()``; returns the seed used (pass it on to a ``seed=`` argument)."""
+    seed = (seed + seed_offset()) % 2**32
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+    return seed
 
 
 def cache_dir() -> Path:

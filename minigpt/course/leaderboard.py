@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from minigpt.core import runtime
-from minigpt.core.io import write_text_atomic
+from minigpt.core.io import sha256_bytes, write_text_atomic
 
 REFERENCE = Path(__file__).with_name("leaderboard.json")
 WRITE_TO_ENV = "MINIGPT_LEADERBOARD"  # set by scripts/notebooks.py run: where record() writes
@@ -87,19 +87,44 @@ def results() -> list[Result]:
     return sorted(merged.values(), key=lambda r: (r.chapter, r.bits_per_byte))
 
 
-def chart(ax=None, rows: list[Result] | None = None):
+def stored_key(upto: int) -> str:
+    """sha256 of the shipped results of chapters 0..``upto``: what a chapter's stored chart was
+    drawn from. ``scripts/notebooks.py run`` stamps it into a notebook that draws the chart, and
+    the hygiene test re-computes it, so a stored chart never shows older figures than the ones
+    a learner's first run would draw."""
+    rows = sorted((r for r in _read(REFERENCE) if r.chapter <= upto),
+                  key=lambda r: (r.chapter, r.model))
+    return sha256_bytes(json.dumps([asdict(r) for r in rows], sort_keys=True).encode())
+
+
+# tab10 for chapters 0-9, then colours unlike any of tab10's for chapters 10-14
+_LATER_COLOURS = ("#1b9e77", "#e6ab02", "#222222", "#a6761d", "#66a61e")
+
+
+def chapter_colour(chapter: int):
+    """The running chart's colour for a chapter: distinct for each of chapters 0-14."""
+    import matplotlib.pyplot as plt
+
+    if chapter < 10:
+        return plt.get_cmap("tab10")(chapter)
+    return _LATER_COLOURS[(chapter - 10) % len(_LATER_COLOURS)]
+
+
+def chart(ax=None, rows: list[Result] | None = None, upto: int | None = None):
     """Horizontal bars of held-out bits per byte, one colour per chapter (lower is better).
-    A label says "(ci)" or "(gpu)" where a figure comes from a run of another profile than
-    the stored cpu-profile runs."""
+    ``upto``: only chapters 0..upto, the ones a learner has met by that chapter. A label says
+    "(ci)" or "(gpu)" where a figure comes from a run of another profile than the stored
+    cpu-profile runs."""
     import matplotlib.pyplot as plt
 
     rows = results() if rows is None else rows
+    if upto is not None:
+        rows = [r for r in rows if r.chapter <= upto]
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.35 * max(len(rows), 3) + 1))
-    colours = plt.get_cmap("tab10")
     labels = [f"{r.chapter:02d} · {r.model}" + ("" if r.profile == "cpu" else f" ({r.profile})") for r in rows]
     y = range(len(rows))[::-1]
-    ax.barh(list(y), [r.bits_per_byte for r in rows], color=[colours(r.chapter % 10) for r in rows])
+    ax.barh(list(y), [r.bits_per_byte for r in rows], color=[chapter_colour(r.chapter) for r in rows])
     for yi, r in zip(y, rows):
         ax.text(r.bits_per_byte, yi, f" {r.bits_per_byte:.2f}", va="center", fontsize=8)
     ax.set_yticks(list(y), labels, fontsize=8)

@@ -131,12 +131,25 @@ def sync_notebook(nb, path: str) -> bool:
     return changed
 
 
+def chart_chapter(nb, path) -> int | None:
+    """The chapter number of a chapter notebook that draws the running chart (``leaderboard.chart``),
+    else None: its stored chart must show what ``leaderboard.json`` holds for chapters 0..N."""
+    from pathlib import PurePath
+
+    name = PurePath(path)
+    if name.parent.name != "notebooks" or not name.name[:2].isdigit():
+        return None
+    drawn = any(c.cell_type == "code" and "leaderboard.chart(" in c.source for c in nb.cells)
+    return int(name.name[:2]) if drawn else None
+
+
 def hygiene_problems(nb, path: str) -> list[str]:
     """What is wrong with a committed notebook's stored outputs (empty list: nothing).
 
     Checked: every code cell ran, in order 1..n, on one fresh kernel; no stored errors; the
     code has not changed since the run (``metadata.minigpt.code_sha256``); the run used the
-    ``cpu`` profile, so committed outputs are the learner's real results."""
+    ``cpu`` profile, so committed outputs are the learner's real results; a stored running chart
+    was drawn from the figures ``leaderboard.json`` now holds (:func:`chart_chapter`)."""
     problems = []
     code = [c for c in nb.cells if c.cell_type == "code"]
     counts = [c.get("execution_count") for c in code]
@@ -149,6 +162,12 @@ def hygiene_problems(nb, path: str) -> list[str]:
     stamp = nb.metadata.get("minigpt", {})
     if stamp.get("code_sha256") != code_fingerprint(nb):
         problems.append("code changed since its outputs were made (stale outputs)")
+    if (chapter := chart_chapter(nb, path)) is not None:
+        from minigpt.course import leaderboard
+
+        if stamp.get("chart_sha256") != leaderboard.stored_key(chapter):
+            problems.append("its running chart was drawn from other figures than leaderboard.json "
+                            f"now holds for chapters 00-{chapter:02d} (a chapter re-ran since)")
     if stamp.get("profile") != "cpu":
         problems.append(f"outputs come from the {stamp.get('profile')!r} profile, not 'cpu'")
     if problems:
@@ -192,40 +211,53 @@ def time_line_problem(nb, slack: float = 0.3) -> str | None:
     return None
 
 
-def execute_notebook(path, profile: str = "cpu", timeout: int = 1200) -> float:
-    """Run the notebook at ``path`` top to bottom on a fresh kernel under ``profile`` and
-    write it back with its outputs, stamped for :func:`hygiene_problems`. Returns seconds."""
+def run_kernel(nb, folder, env: dict[str, str], timeout: int = 1200, allow_errors: bool = False) -> float:
+    """Execute ``nb`` (in memory) top to bottom on a fresh kernel started in ``folder``, with
+    ``env`` added to the environment the kernel inherits; restores the environment after.
+    Returns seconds. Used by ``execute_notebook`` and ``scripts/claim_margins.py``."""
     import os
     import time
-    from pathlib import Path
 
-    import nbformat
     from nbclient import NotebookClient
 
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    old_env = {k: os.environ.get(k) for k in ("MINIGPT_PROFILE", "MINIGPT_LEADERBOARD")}
-    os.environ["MINIGPT_PROFILE"] = profile  # the kernel inherits this process's environment
-    if profile == "cpu":  # the committed runs' results become the package's stored chart
-        os.environ["MINIGPT_LEADERBOARD"] = str(Path(__file__).with_name("leaderboard.json"))
+    old_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     start = time.perf_counter()
     try:
-        NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-        ).execute()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                       resources={"metadata": {"path": str(folder)}}).execute()
     finally:
         for key, value in old_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def execute_notebook(path, profile: str = "cpu", timeout: int = 1200) -> float:
+    """Run the notebook at ``path`` top to bottom on a fresh kernel under ``profile`` and
+    write it back with its outputs, stamped for :func:`hygiene_problems`. Returns seconds."""
+    from pathlib import Path
+
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    env = {"MINIGPT_PROFILE": profile}
+    if profile == "cpu":  # the committed runs' results become the package's stored chart
+        env["MINIGPT_LEADERBOARD"] = str(Path(__file__).with_name("leaderboard.json"))
+    seconds = run_kernel(nb, path.parent, env, timeout)
     strip_personal_metadata(nb)
     nb.metadata["minigpt"] = {
         "profile": profile,
         "code_sha256": code_fingerprint(nb),
         "seconds": round(seconds, 1),
     }
+    if profile == "cpu" and (chapter := chart_chapter(nb, path)) is not None:
+        from minigpt.course import leaderboard
+
+        nb.metadata["minigpt"]["chart_sha256"] = leaderboard.stored_key(chapter)
     nbformat.write(nb, path)
     return seconds
 

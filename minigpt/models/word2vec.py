@@ -203,7 +203,8 @@ class Word2Vec(nn.Module):
 
     ``forward(inputs, targets, negatives)`` returns the loss: ``inputs`` is (B,) centre ids for
     skip-gram, or (B, C) context ids padded with 0 for CBOW (their mean is used); ``targets``
-    (B,) and ``negatives`` (B, K) are ids. Id 0 (``<unk>``) is a padding row that stays zero.
+    (B,) and ``negatives`` (B, K) are ids. Id 0 (``<unk>``) doubles as CBOW's padding: the context
+    mean leaves it out (its row is an ordinary, trained row otherwise).
     Initialised as word2vec.c: small uniform input vectors, zero output vectors.
     """
 

@@ -60,7 +60,8 @@ def heldout_loss(
 def plot_history(
     history: History | dict[str, list], ax: Axes | None = None, log_y: bool = False
 ) -> Axes:
-    """Plot the loss per step, and the evaluations' train and val losses, against the step.
+    """Plot the loss per step, and the evaluations' train and val losses (as points, not joined:
+    evaluations can be hundreds of steps apart), against the step.
 
     ``history`` is a History or its ``to_dict()`` (as in a checkpoint). Draws on ``ax`` if
     given, else on a new figure; returns the axes.
@@ -72,9 +73,9 @@ def plot_history(
 
         _figure, ax = plt.subplots(figsize=(7, 4))
     ax.plot(history.step, history.loss, lw=0.8, alpha=0.4, label="train (each step)")
-    if history.eval_step:
-        ax.plot(history.eval_step, history.train_loss, "o-", ms=3, label="train (eval)")
-        ax.plot(history.eval_step, history.val_loss, "o-", ms=3, label="val (eval)")
+    if history.eval_step:  # markers only: a line between evaluations would invent the loss between them
+        ax.plot(history.eval_step, history.train_loss, "o", ms=4, label="train (eval)")
+        ax.plot(history.eval_step, history.val_loss, "s", ms=4, mfc="none", label="val (eval)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats per token)")
     if log_y:
