@@ -9,8 +9,8 @@ notebook file is not written), under the cpu profile unless --profile says other
 ``$MINIGPT_SEED_OFFSET`` = the seed (``minigpt.seed_everything`` adds it to every seed it sets),
 the claims recorded but not raised (``minigpt.course.claims``), and the running chart written
 to a scratch file. Prints each claim's threshold, its values, and its worst margin, as a
-markdown table for docs/LOG.md. A claim that came out the same under every seed is flagged:
-the randomness it depends on does not go through ``seed_everything``.
+markdown table for docs/LOG.md. A claim that came out the same under every seed is flagged: it
+is saturated (1.00 on every seed), or the randomness it depends on bypasses ``seed_everything``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def report(values: dict, fmt: str = "{:.4g}") -> str:
     for (text, op, threshold), seen in values.items():
         numbers = [v for _, v in seen]
         worst = min(numbers) - threshold if op == ">=" else threshold - max(numbers)
-        flag = " (same under every seed: not seeded through seed_everything?)" if len(set(numbers)) == 1 and len(numbers) > 1 else ""
+        same = len(set(numbers)) == 1 and len(numbers) > 1
+        flag = " (the same under every seed: saturated, or not seeded by seed_everything)" if same else ""
         listed = ", ".join(f"{name} {fmt.format(v)}" for name, v in seen)
         lines.append(f"| {text} | {op} {fmt.format(threshold)} | {listed} | {fmt.format(worst)}{flag} |")
     return "\n".join(lines)

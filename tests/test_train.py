@@ -346,7 +346,8 @@ def test_plot_history_draws_steps_and_evaluations():
     assert list(ax.lines[2].get_ydata()) == [3.1, 1.2]
     assert ax.lines[1].get_linestyle() == ax.lines[2].get_linestyle() == "None"  # evaluations not joined
     _, ax2 = plt.subplots()
-    assert plot_history(history.to_dict(), ax=ax2) is ax2
+    assert plot_history(history.to_dict(), ax=ax2, ylabel="loss per pair") is ax2
+    assert ax2.get_ylabel() == "loss per pair" and ax.get_ylabel() == "loss (nats per token)"
     plt.close("all")
 
 

@@ -30,7 +30,7 @@ from minigpt.core import runtime
 OUT_ENV = "MINIGPT_CLAIMS_OUT"  # where every checked claim is appended as a JSON line, if set
 RECORD_ONLY_ENV = "MINIGPT_CLAIMS_RECORD_ONLY"  # "1": record without raising (claim_margins.py only)
 
-__all__ = ["Claim", "Claims", "OUT_ENV", "RECORD_ONLY_ENV"]
+__all__ = ["OUT_ENV", "RECORD_ONLY_ENV", "Claim", "Claims"]
 
 
 @dataclass(frozen=True)

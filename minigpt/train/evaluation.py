@@ -58,7 +58,8 @@ def heldout_loss(
 
 
 def plot_history(
-    history: History | dict[str, list], ax: Axes | None = None, log_y: bool = False
+    history: History | dict[str, list], ax: Axes | None = None, log_y: bool = False,
+    ylabel: str = "loss (nats per token)",
 ) -> Axes:
     """Plot the loss per step, and the evaluations' train and val losses (as points, not joined:
     evaluations can be hundreds of steps apart), against the step.
@@ -77,7 +78,7 @@ def plot_history(
         ax.plot(history.eval_step, history.train_loss, "o", ms=4, label="train (eval)")
         ax.plot(history.eval_step, history.val_loss, "s", ms=4, mfc="none", label="val (eval)")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats per token)")
+    ax.set_ylabel(ylabel)  # say what the loss averages over where it is not tokens
     if log_y:
         ax.set_yscale("log")
     ax.legend()
