@@ -31,7 +31,7 @@ from minigpt.core.runtime import SEED_OFFSET_ENV
 from minigpt.course import claims, notebooks
 
 
-def measure(path: Path, seeds: list[int], threads: list[int], profile: str) -> dict:
+def measure(path: Path, seeds: list[int], threads: list[int], profile: str, timeout: int = 1200) -> dict:
     values: dict[tuple[str, str, float], list[tuple[str, float]]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as scratch:
         for n_threads in threads:
@@ -42,7 +42,7 @@ def measure(path: Path, seeds: list[int], threads: list[int], profile: str) -> d
                        "MINIGPT_LEADERBOARD": str(Path(scratch) / "leaderboard.json"),
                        "OMP_NUM_THREADS": str(n_threads), "MKL_NUM_THREADS": str(n_threads)}
                 nb = nbformat.read(path, as_version=4)
-                seconds = notebooks.run_kernel(nb, path.parent, env)
+                seconds = notebooks.run_kernel(nb, path.parent, env, timeout=timeout)
                 print(f"seed {seed}, {n_threads} thread(s): {seconds:.0f} s", flush=True)
                 for line in out.read_text(encoding="utf-8").splitlines() if out.exists() else []:
                     c = json.loads(line)
@@ -68,9 +68,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
     parser.add_argument("--profile", default="cpu", choices=["ci", "cpu", "gpu"])
+    parser.add_argument("--timeout", type=int, default=1200,
+                        help="seconds a cell may run (raise it when the machine is shared)")
     args = parser.parse_args()
     path = Path(args.notebook).resolve()
-    values = measure(path, args.seeds, args.threads, args.profile)
+    values = measure(path, args.seeds, args.threads, args.profile, args.timeout)
     if not values:
         print("the notebook checked no claims (minigpt.course.claims)")
         return 1

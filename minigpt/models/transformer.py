@@ -5,10 +5,11 @@ The Transformer of Vaswani et al. (2017) had two halves, and its descendants kep
 - ``Block``: the pre-norm layer (self-attention, optional cross-attention, GPT's ``MLP``), built
   on ``attention.MultiHeadAttention``.
 - ``Transformer``: a stack of ``Block`` over token and position embeddings, with an
-  output layer tied to the token embedding. ``causal=True`` makes it a decoder-only language
-  model (GPT; chapter 04 also uses ``minigpt.models.gpt.GPT``), ``causal=False`` an encoder that reads
-  the whole text at once. Positions are ``"learned"``, ``"sinusoidal"``, ``"rotary"`` or
-  ``"none"``.
+  output layer tied to the token embedding (``tie_head=False``: a matrix of its own).
+  ``causal=True`` makes it a decoder-only language model (GPT; chapter 04 also uses
+  ``minigpt.models.gpt.GPT``), ``causal=False`` an encoder that reads the whole text at once.
+  Positions are ``"learned"``, ``"sinusoidal"``, ``"rotary"`` or ``"none"``; ``mlp=False``
+  leaves the MLPs out (the attention-only models of chapter 06's induction heads).
 - ``MaskedLM`` and ``mask_tokens``: an encoder trained BERT-style (Devlin et al. 2019). A
   masked-token "cloze": 15% of positions are chosen; of those 80% become ``[MASK]``, 10% a
   random token and 10% stay as they are; the loss counts only the chosen positions.
@@ -61,6 +62,9 @@ class TransformerConfig:
     causal: bool = True  # True: decoder-only (no look ahead); False: an encoder
     positions: str = "learned"  # one of POSITIONS
     bias: bool = True
+    mlp: bool = True  # False: attention-only blocks (the circuits of Olsson et al. 2022, chapter 06)
+    tie_head: bool = True  # False: the output layer is a matrix of its own, not the token embedding
+    embed_std: float = 0.02  # the embeddings' initial scale (GPT-2's); 1.0 is PyTorch's default
 
     def __post_init__(self) -> None:
         rules = [  # the same checks, and the same message, as GPTConfig's
@@ -70,6 +74,7 @@ class TransformerConfig:
             (self.n_head >= 1 and self.n_embd % self.n_head == 0,
              "n_embd must be a positive multiple of n_head"),
             (self.positions in POSITIONS, f"positions must be one of {POSITIONS}"),
+            (self.embed_std > 0, "embed_std must be > 0"),
             (self.positions not in ("sinusoidal", "rotary") or self.n_head < 1
              or (self.n_embd // self.n_head) % 2 == 0,
              "sinusoidal and rotary positions need an even width per head (n_embd / n_head)"),
@@ -79,10 +84,11 @@ class TransformerConfig:
             raise ValueError("Invalid TransformerConfig: " + "; ".join(broken) + f". Got {self}.")
 
 
-def _init_weights(model: nn.Module, n_layer: int) -> None:
+def _init_weights(model: nn.Module, n_layer: int, embed_std: float = 0.02) -> None:
     """Linear layers: N(0, 1/fan_in), i.e. unit-scale outputs, with the layers marked
     ``residual`` (they add into the residual stream) scaled down by 1/sqrt(2 n_layer) as in
-    GPT-2; embeddings (and so the tied output layer): N(0, 0.02); biases zero.
+    GPT-2; embeddings (and so a tied output layer): N(0, embed_std), GPT-2's 0.02 by default;
+    biases zero.
 
     GPT-2's flat 0.02 suits widths near 768 (1/sqrt(768) = 0.036); at the course's widths of
     32 to 128 it makes queries and keys so small that attention starts uniform and its
@@ -90,7 +96,7 @@ def _init_weights(model: nn.Module, n_layer: int) -> None:
     plateau for thousands of steps instead of a few hundred."""
     embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     for module in embeddings:
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        nn.init.normal_(module.weight, 0.0, embed_std)
     tied = {id(m.weight) for m in embeddings}  # an output layer that shares them stays so
     for module in model.modules():
         if isinstance(module, nn.Linear) and id(module.weight) not in tied:
@@ -107,7 +113,7 @@ class Block(nn.Module):
 
         x = x + self_attention(norm(x))
         x = x + cross_attention(norm(x), memory)     # only with cross=True (a decoder)
-        x = x + mlp(norm(x))
+        x = x + mlp(norm(x))                          # left out with mlp=False (attention only)
 
     The residual sums give every layer a direct path to the input (and the gradient a direct
     path back); normalising each branch's input keeps the stream's scale in check as layers
@@ -116,7 +122,7 @@ class Block(nn.Module):
     with cross-attention, ``weights["cross"]`` (B, H, T, T_memory)."""
 
     def __init__(self, n_embd: int, n_head: int, causal: bool = False, rotary: bool = False,
-                 cross: bool = False, bias: bool = True):
+                 cross: bool = False, bias: bool = True, mlp: bool = True):
         super().__init__()
         self.ln1 = nn.LayerNorm(n_embd, bias=bias)
         self.attn = MultiHeadAttention(n_embd, n_head, causal=causal, rotary=rotary, bias=bias)
@@ -124,8 +130,8 @@ class Block(nn.Module):
         if cross:
             self.ln_cross = nn.LayerNorm(n_embd, bias=bias)
             self.cross = MultiHeadAttention(n_embd, n_head, bias=bias)
-        self.ln2 = nn.LayerNorm(n_embd, bias=bias)
-        self.mlp = MLP(n_embd, bias=bias)
+        self.ln2 = nn.LayerNorm(n_embd, bias=bias) if mlp else None
+        self.mlp = MLP(n_embd, bias=bias) if mlp else None
 
     def forward(self, x: Tensor, mask: Tensor | None = None, memory: Tensor | None = None,
                 memory_mask: Tensor | None = None,
@@ -145,7 +151,8 @@ class Block(nn.Module):
             else:
                 a = self.cross(self.ln_cross(x), memory=memory, mask=memory_mask)
             x = x + a
-        x = x + self.mlp(self.ln2(x))
+        if self.mlp is not None:
+            x = x + self.mlp(self.ln2(x))
         return (x, weights) if return_weights else x
 
 
@@ -185,11 +192,12 @@ class Transformer(nn.Module):
         self.embed = Embedding(cfg)
         rotary = cfg.positions == "rotary"
         self.blocks = nn.ModuleList(Block(cfg.n_embd, cfg.n_head, causal=cfg.causal, rotary=rotary,
-                                          bias=cfg.bias) for _ in range(cfg.n_layer))
+                                          bias=cfg.bias, mlp=cfg.mlp) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.head.weight = self.embed.tok.weight  # weight tying
-        _init_weights(self, cfg.n_layer)
+        if cfg.tie_head:
+            self.head.weight = self.embed.tok.weight  # weight tying
+        _init_weights(self, cfg.n_layer, cfg.embed_std)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -316,8 +324,9 @@ class Seq2Seq(nn.Module):
         self.ln_enc = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.ln_dec = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.head.weight = self.embed.tok.weight
-        _init_weights(self, 2 * cfg.n_layer)
+        if cfg.tie_head:
+            self.head.weight = self.embed.tok.weight
+        _init_weights(self, 2 * cfg.n_layer, cfg.embed_std)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """The encoder's output (B, S, C) and the source's padding mask (B, 1, 1, S)."""
