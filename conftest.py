@@ -39,3 +39,16 @@ def figure(record_property):
         return value
 
     return record
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (restored afterwards): tiny models train fastest that way,
+    and do not fight other processes for the cores. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch  # here, so that collecting a test that needs no torch does not import it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,13 +10,7 @@ from minigpt.methods.induction import InductionRun, RepeatTask, head_scores, tra
 from minigpt.models.transformer import Transformer, TransformerConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 def test_sequences_repeat_a_segment_of_distinct_tokens_with_a_varying_period():

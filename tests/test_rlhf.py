@@ -19,13 +19,7 @@ END = 7  # the token that ends a response
 GOOD = 3  # the token the reward asks for
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 def tiny_gpt(seed: int = 0) -> GPT:

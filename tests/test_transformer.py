@@ -22,13 +22,7 @@ from minigpt.train.trainer import Trainer
 TOK = CharTokenizer.fit("abcdefgh ")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and far faster than on two busy cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 def cfg(**kw):
