@@ -22,7 +22,7 @@ Chapter 06 measures this on the smallest task that needs it:
   course's ``Trainer``, and every ``every`` steps records the loss on the repeats, the loss on
   the first period and every head's two scores, on one held-out batch.
 
-    >>> run = track(RepeatTask(), steps=400, every=10)                 # doctest: +SKIP
+    >>> run = track(RepeatTask(), steps=600, every=10)                 # doctest: +SKIP
     >>> run.formed_at(), run.steepest_rise(), run.steepest_drop()       # doctest: +SKIP
 
 The model starts with unit-scale embeddings (PyTorch's default, ``embed_std=1``) and an output
@@ -158,7 +158,7 @@ class InductionRun:
         return self.step[1 + max(range(len(rises)), key=rises.__getitem__)]
 
 
-def track(task: RepeatTask, steps: int = 400, every: int = 10, *, n_layer: int = 2, n_head: int = 2,
+def track(task: RepeatTask, steps: int = 600, every: int = 10, *, n_layer: int = 2, n_head: int = 2,
           n_embd: int = 64, lr: float = 3e-3, batch_size: int = 64, seed: int = 0,
           held_out: int = 256) -> tuple[Transformer, InductionRun]:
     """Train an attention-only Transformer on ``task`` for ``steps`` and measure it every
