@@ -218,6 +218,24 @@ def test_best_reply_of_n_keeps_the_answer_the_reward_model_prefers(world, monkey
     assert sum(len(r.text) for r in best) < sum(len(r.text) for r in plain)
 
 
+def test_reply_rewards_score_replies_as_ppo_scores_its_samples(world):
+    from minigpt.methods import reward
+
+    torch.manual_seed(0)
+    rm = reward.RewardModel.from_gpt(GPT(world.config()))
+    torch.nn.init.normal_(rm.head.weight)  # a head that is not zero, so rewards differ
+    replies = chat.generate(GPT(world.config()), world, questions.make_questions(5, seed=2),
+                            temperature=1.0, max_new_tokens=10, seed=0)
+    prompts = [torch.tensor(sft.render(world.tokenizer, r.question.prompt)[0]) for r in replies]
+    by_scorer = []
+    for prompt, r in zip(prompts, replies):  # one at a time through PPO's score_fn
+        answer = torch.tensor([chat.reply_ids(world, r)])
+        by_scorer.append(scoring.reward_scorer(rm, world)(prompt[None], answer, torch.ones_like(answer)))
+    rewards = scoring.reply_rewards(rm, world, replies)
+    assert rewards.shape == (5,) and torch.allclose(rewards, torch.cat(by_scorer), atol=1e-5)
+    assert rewards.std() > 0
+
+
 def test_sft_batches_replay_pretraining_windows_in_training_batches_only(world):
     import numpy as np
 
@@ -226,12 +244,21 @@ def test_sft_batches_replay_pretraining_windows_in_training_batches_only(world):
     replay = np.arange(1000, dtype=np.int64) % tok.base.vocab_size
     get_batch = sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, replay=replay, replay_share=0.25,
                                 generator=torch.Generator().manual_seed(0))
-    x, y, m = get_batch("train")
-    assert x.shape == (8, 128)
+    x, y, m, replay_rows = get_batch("train")
+    assert x.shape[0] == 8 and x.shape[1] < max(len(ids) for ids, _ in rows)  # the chats' length
     assert m[-2:].all() and not m[:-2].all()  # 2 rows of pre-training text, trained on every token
+    assert replay_rows.tolist() == [False] * 6 + [True] * 2
     assert all(int(y[r, 0]) - int(x[r, 0]) in (1, 1 - tok.base.vocab_size) for r in (6, 7))
-    _, _, m_val = get_batch("val")
-    assert not m_val.all(dim=1).any()  # validation: answers only
+    _, _, m_val, replay_val = get_batch("val")
+    assert not m_val.all(dim=1).any() and not replay_val.any()  # validation: answers only
+    # the loss: the replay gets a quarter (its share of rows), not its share of the tokens
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=16))
+    logits, _ = model(x)
+    answers = sft.masked_loss(logits[:6], y[:6], m[:6])
+    old_text = torch.nn.functional.cross_entropy(logits[6:].flatten(0, 1), y[6:].flatten())
+    assert torch.allclose(sft.sft_loss(model, (x, y, m, replay_rows)), 0.75 * answers + 0.25 * old_text)
+    assert torch.allclose(sft.sft_loss(model, (x, y, m, torch.zeros(8, dtype=torch.bool))),
+                          sft.masked_loss(logits, y, m))  # no replay rows: every masked token alike
     with pytest.raises(ValueError, match="replay"):
         sft.sft_batches(rows, 8, 128, pad_id=tok.end_id, replay_share=0.25)
 
@@ -247,7 +274,7 @@ def test_each_stage_key_covers_only_what_its_model_depends_on(world):
 
 def _changed(value):
     return (not value) if isinstance(value, bool) else value + 1 if isinstance(value, int) \
-        else value * 0.5 + 0.125
+        else value * 1.5 + 0.125  # no fixed point among valid values (x * 0.5 + 0.125 kept 0.25)
 
 
 def test_every_recipe_value_is_in_its_stage_key_and_the_later_ones(world):
@@ -305,6 +332,9 @@ def test_preferences_are_cached_and_a_corrupt_file_is_sampled_again(world, tmp_p
     small = tiny_world(sft={"steps": 5}, preferences={"questions": 40})
     train, val = pipeline.preferences(small, progress=False)
     assert train and val and all(isinstance(p, comparisons.Preference) for p in train + val)
+    # held out by construction: train pairs ask train questions, held-out pairs validation ones
+    assert {questions.split_of(p.chosen.question) for p in train} == {"train"}
+    assert {questions.split_of(p.chosen.question) for p in val} == {"validation"}
     files = list((tmp_path / "assistant").glob("preferences-*.json"))
     assert len(files) == 1
     assert pipeline.preferences(small, progress=False) == (train, val)  # read back, equal

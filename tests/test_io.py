@@ -126,11 +126,12 @@ def test_pinned_key_model_cache_cached_model(tmp_path, monkeypatch):
 
 
 def test_pinned_keys_assistant_world():
-    # Changed on purpose twice since: once when the stages' recipes began to hold their learning
-    # rates, weight decays and batch sizes (they were hard-coded and not hashed: a stale-cache
-    # bug), and once when each stage got its own frozen recipe and its key began to chain the
-    # key of the stage before it. These keys were computed by that code; the two other pins
-    # above and below are the old ones.
+    # Changed on purpose three times since: once when the stages' recipes began to hold their
+    # learning rates, weight decays and batch sizes (they were hard-coded and not hashed: a
+    # stale-cache bug), once when each stage got its own frozen recipe and its key began to chain
+    # the key of the stage before it, and once when the world got its train / validation / test
+    # splits (new countries, pre-training examples from train only) and SFT its 25% replay.
+    # These keys were computed by that code; the two other pins above and below are the old ones.
     from minigpt.data.tokenizers import CharTokenizer, ChatTokenizer
     from minigpt.world.recipes import (
         AssistantWorld,
@@ -145,8 +146,8 @@ def test_pinned_keys_assistant_world():
                            BaseRecipe(steps=40), SFTRecipe(examples=400, steps=20),
                            PreferenceRecipe(questions=300), RewardRecipe(steps=20))
     assert {stage: world.key(stage) for stage in ("base", "sft", "preferences", "reward")} == {
-        "base": "2b29db0590c3", "sft": "0bb399f15c57", "preferences": "b81afae25ca1",
-        "reward": "2a966f96f971"}
+        "base": "23acd4b81f10", "sft": "c397da8a21df", "preferences": "732396380ce5",
+        "reward": "087382886ba8"}
 
 
 def test_pinned_key_compress_pretrained_gpt(tmp_path, monkeypatch):

@@ -52,3 +52,57 @@ def test_report_and_bad_input():
         overlap.measure(["x"])
     with pytest.raises(TypeError, match="expected a Question"):
         overlap.measure([42], sft=["x"])
+
+
+# ---- held out by construction: the world's three splits share nothing ----------------------------
+
+def test_each_split_draws_only_its_own_questions_and_the_splits_share_nothing():
+    sets = {s: questions.make_questions(1500, seed=5, split=s) for s in questions.SPLITS}
+    for split, qs in sets.items():
+        assert {questions.split_of(q) for q in qs} == {split}
+        assert {q.family for q in qs} == set(questions.FAMILIES)
+    for a in questions.SPLITS:
+        for b in questions.SPLITS:
+            if a != b:
+                result, = overlap.measure(sets[a], other=sets[b])
+                assert result.verbatim == result.near == 0.0, (a, b)
+    # drawn with the same seed, any split's set is still another set of questions
+    assert questions.make_questions(20, seed=5, split="test") == sets["test"][:20]
+
+
+def test_near_duplicates_always_share_a_split():
+    for a in range(2, 20):
+        for b in range(2, 10):
+            for op in "+-":
+                q = questions.parse_question(f"What is {a} {op} {b}?")
+                swapped = questions.parse_question(f"What is {b} {op} {a}?")
+                assert questions.split_of(q) == questions.split_of(swapped)
+    word = questions.parse_question("Reverse the word 'kemp'.")
+    assert questions.split_of(word) == questions.split_of(questions.parse_question("Sort the letters of 'pmek'."))
+
+
+def test_splits_have_the_intended_sizes():
+    sums = {q.prompt: questions.split_of(q)
+            for q in questions.make_questions(6000, seed=0, families=["arithmetic"])}
+    shares = {s: list(sums.values()).count(s) / len(sums) for s in questions.SPLITS}
+    assert len(sums) == 280  # every sum of the world's space
+    assert 0.5 < shares["train"] < 0.7 and 0.12 < shares["validation"] < 0.28 and 0.12 < shares["test"] < 0.28
+
+
+def test_training_data_comes_from_the_train_split_only():
+    sft = [q for q, _ in questions.instruction_data(2000, seed=0)]
+    pretraining = questions.worked_examples(2000, seed=0)
+    assert {questions.split_of(q) for q in sft + pretraining} == {"train"}
+    test = questions.make_questions(500, seed=400, split="test")
+    for result in overlap.measure(test, sft=sft, pretraining=pretraining):
+        assert result.verbatim == result.near == 0.0
+    assert "'" in questions.world_text(50, seed=0)  # the worked examples are in the text
+
+
+def test_split_arguments_are_checked():
+    with pytest.raises(ValueError, match="unknown split"):
+        questions.make_questions(3, split="dev")
+    with pytest.raises(ValueError, match="not in the test split"):
+        questions.make_questions(5, families=["fact"], countries=questions.TRAIN_COUNTRIES, split="test")
+    with pytest.raises(ValueError, match="asks about no country"):
+        questions.split_of(questions.Question("fact", "What is the capital of Atlantis?", "", "capital", ""))

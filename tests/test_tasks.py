@@ -190,9 +190,14 @@ def test_question_sets_cover_every_family_and_repeat_with_the_seed():
 
 def test_the_knowledge_base_splits_into_trained_and_held_out_countries():
     names = {c.name for c in questions.KNOWLEDGE_BASE}
-    assert len(names) == len(questions.KNOWLEDGE_BASE) == 24
-    assert not {c.name for c in questions.TRAIN_COUNTRIES} & {c.name for c in questions.HELD_OUT_COUNTRIES}
+    assert len(names) == len(questions.KNOWLEDGE_BASE) == 32
+    splits = [{c.name for c in questions.SPLIT_COUNTRIES[s]} for s in questions.SPLITS]
+    assert sum(map(len, splits)) == len(names) and set().union(*splits) == names  # a partition
+    assert splits[0] == {c.name for c in questions.TRAIN_COUNTRIES}
+    assert splits[2] == {c.name for c in questions.HELD_OUT_COUNTRIES}
     assert not names & set(questions.UNKNOWN_COUNTRIES)
+    capitals = [c.capital for c in questions.KNOWLEDGE_BASE]
+    assert len(set(capitals)) == len(capitals) and not set(capitals) & names
     data = questions.instruction_data(500, seed=0)
     asked = {c.name for c in questions.KNOWLEDGE_BASE for q, _ in data if c.name in q.prompt}
     assert asked and asked <= {c.name for c in questions.TRAIN_COUNTRIES}

@@ -88,8 +88,11 @@ def sft_batches(examples: Sequence[tuple[list[int], list[bool]]], batch_size: in
     """``get_batch(split) -> (x, y, mask)`` for the Trainer: random examples, right-padded with
     ``pad_id`` (masked out) to the longest in the batch. The last ``val_fraction`` of the
     examples are the "val" split. With ``replay`` (pre-training token ids), ``replay_share`` of
-    each training batch's rows are windows of it, trained on every token, so that fine-tuning
-    does not wipe out what pre-training taught (a "replay" of old data)."""
+    each training batch's rows are windows of it (as long as the batch's longest chat), trained
+    on every token, so that fine-tuning does not wipe out what pre-training taught (a "replay"
+    of old data); batches then carry a fourth tensor, ``replay_rows`` (B,), True on those rows,
+    so that ``sft_loss`` can give the replay ``replay_share`` of the loss (not the share of its
+    tokens, several times the answers')."""
     check_count(batch_size, "batch_size")
     if not 0 <= replay_share < 1 or (replay_share > 0 and replay is None):
         raise ValueError("replay_share must be in [0, 1), and > 0 only with replay ids")
@@ -108,7 +111,7 @@ def sft_batches(examples: Sequence[tuple[list[int], list[bool]]], batch_size: in
         rows = splits[split]
         n_old = n_replay if split == "train" else 0
         pick = torch.randint(0, len(rows), (batch_size - n_old,), generator=generator).tolist()
-        length = block_size + 1 if n_old else max(len(rows[i][0]) for i in pick)
+        length = max(len(rows[i][0]) for i in pick)  # replay windows as long as the chats
         x = torch.full((batch_size, length), pad_id, dtype=torch.long)
         m = torch.zeros((batch_size, length), dtype=torch.bool)
         for r, i in enumerate(pick):
@@ -119,16 +122,30 @@ def sft_batches(examples: Sequence[tuple[list[int], list[bool]]], batch_size: in
             starts = torch.randint(0, len(replay) - length, (n_old,), generator=generator)
             x[-n_old:] = torch.stack([torch.from_numpy(replay[s:s + length]) for s in starts.tolist()])
             m[-n_old:] = True
-        return x[:, :-1], x[:, 1:], m[:, 1:]  # position t predicts token t + 1
+        batch = (x[:, :-1], x[:, 1:], m[:, 1:])  # position t predicts token t + 1
+        if n_replay:
+            replay_rows = torch.zeros(batch_size, dtype=torch.bool)
+            replay_rows[batch_size - n_old:] = True
+            return (*batch, replay_rows)
+        return batch
 
     return get_batch
 
 
 def sft_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The Trainer's ``loss_fn`` for SFT: cross-entropy on answer tokens only."""
-    x, y, mask = batch
+    """The Trainer's ``loss_fn`` for SFT: cross-entropy on answer tokens only. A batch with
+    replay rows (``sft_batches``' fourth tensor) weighs the two kinds of row by their share of
+    the batch: (chat rows / B) x the answers' mean loss + (replay rows / B) x the replay's mean
+    loss per token."""
+    x, y, mask = batch[:3]
     logits, _ = model(x)
-    return masked_loss(logits, y, mask)
+    replay_rows = batch[3] if len(batch) > 3 else None
+    if replay_rows is None or not replay_rows.any():
+        return masked_loss(logits, y, mask)
+    chat = ~replay_rows
+    share = replay_rows.float().mean()
+    replay_loss = F.cross_entropy(logits[replay_rows].flatten(0, 1), y[replay_rows].flatten())
+    return (1 - share) * masked_loss(logits[chat], y[chat], mask[chat]) + share * replay_loss
 
 
 def finetune(model: nn.Module, tokenizer: ChatTokenizer, examples: Sequence[tuple[str, str]], *,

@@ -2,7 +2,8 @@
 
 ``sample_preferences`` samples two answers per question from a model and lets the annotator,
 with its label noise, choose, as InstructGPT's labellers ranked the SFT model's samples;
-``preference_data`` does so for the world's preference recipe and holds out the last pairs;
+``preference_data`` does so for the world's preference recipe, holding out pairs of
+validation questions;
 ``to_pairs`` turns preferences into token-id pairs for the reward model and DPO. The cached set
 that chapters 09 and 10 share is ``minigpt.world.pipeline.preferences``.
 """
@@ -60,12 +61,19 @@ def to_pairs(world: AssistantWorld, preferences: Sequence[Preference]) -> list[r
 def preference_data(world: AssistantWorld, model: GPT, seed: int = 0
                     ) -> tuple[list[Preference], list[Preference]]:
     """Chapter 09's preferences: ``world.preferences.questions`` questions, two sampled answers
-    each, ranked by the annotator with ``world.preferences.annotator_noise``; (train, held out), 7 : 1."""
-    questions = make_questions(world.preferences.questions, seed=200 + seed)
-    prefs = sample_preferences(model, world, questions, Annotator(world.preferences.annotator_noise),
-                               seed=seed)
-    n_val = max(1, len(prefs) // 8)
-    return prefs[:-n_val], prefs[-n_val:]
+    each, ranked by the annotator with ``world.preferences.annotator_noise``; (train, held out).
+    One question in ``val_every`` is held out, drawn from the validation split, so that no
+    held-out question is ever trained on; the rest are train-split questions."""
+    r = world.preferences
+    n_val = max(1, r.questions // r.val_every)
+    annotator = Annotator(r.annotator_noise)
+    kwargs = {"temperature": r.temperature, "max_new_tokens": r.max_new_tokens}
+    train = sample_preferences(model, world, make_questions(r.questions - n_val, seed=200 + seed,
+                                                            split="train"),
+                               annotator, seed=seed, **kwargs)
+    val = sample_preferences(model, world, make_questions(n_val, seed=250 + seed, split="validation"),
+                             annotator, seed=seed + 2, **kwargs)
+    return train, val
 
 
 def preference_from_dict(d: dict) -> Preference:

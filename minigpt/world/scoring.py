@@ -2,8 +2,9 @@
 
 ``PromptSampler`` draws batches of prompts of one length for PPO and remembers each prompt's
 question; ``reward_scorer`` (a reward model) and ``annotator_scorer`` (the hidden annotator, the
-"true" reward) are PPO's ``score_fn``; ``best_reply_of_n`` samples n answers per question and
-keeps the one the reward model likes best (``minigpt.methods.best_of_n``, on replies).
+"true" reward) are PPO's ``score_fn``; ``reply_rewards`` is the reward model's score of replies;
+``best_reply_of_n`` samples n answers per question and keeps the one the reward model likes
+best (``minigpt.methods.best_of_n``, on replies).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from minigpt.methods.best_of_n import best_of_n
 from minigpt.methods.sft import render
 from minigpt.models.gpt import GPT
 from minigpt.world.annotator import Annotator
-from minigpt.world.chat import Reply, prompt_batches
+from minigpt.world.chat import Reply, prompt_batches, reply_ids
 from minigpt.world.questions import Question
 from minigpt.world.recipes import AssistantWorld
 
@@ -74,6 +75,14 @@ def annotator_scorer(world: AssistantWorld, sampler: PromptSampler,
         return torch.tensor([judge.score(sampler.question(p.tolist()), response_text(world, r, m))
                              for p, r, m in zip(prompts, responses, mask)])
     return score_fn
+
+
+def reply_rewards(rm: reward.RewardModel, world: AssistantWorld, replies: Sequence[Reply]) -> torch.Tensor:
+    """The reward model's score (N,) of each reply to its question (the proxy reward), as PPO's
+    ``reward_scorer`` sees the same answer: the prompt through the chat template, then the
+    answer's tokens and its ``<|end|>`` if it was written."""
+    seqs = [render(world.tokenizer, r.question.prompt)[0] + reply_ids(world, r) for r in replies]
+    return reward.score(rm, seqs, world.tokenizer.end_id, rm.block_size)
 
 
 @torch.no_grad()
