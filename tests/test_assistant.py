@@ -341,3 +341,6 @@ def test_preferences_are_cached_and_a_corrupt_file_is_sampled_again(world, tmp_p
     files[0].write_text("{not json")
     assert pipeline.preferences(small, progress=False) == (train, val)  # sampled again
     assert "sampling them again" in capsys.readouterr().out
+    # the recipe's seed draws the pairs (it names the cache file, so it must change them)
+    reseeded = dataclasses.replace(small, preferences=dataclasses.replace(small.preferences, seed=1))
+    assert pipeline.preferences(reseeded, progress=False) != (train, val)

@@ -58,13 +58,16 @@ def to_pairs(world: AssistantWorld, preferences: Sequence[Preference]) -> list[r
             for p in preferences]
 
 
-def preference_data(world: AssistantWorld, model: GPT, seed: int = 0
+def preference_data(world: AssistantWorld, model: GPT, seed: int | None = None
                     ) -> tuple[list[Preference], list[Preference]]:
     """Chapter 09's preferences: ``world.preferences.questions`` questions, two sampled answers
     each, ranked by the annotator with ``world.preferences.annotator_noise``; (train, held out).
     One question in ``val_every`` is held out, drawn from the validation split, so that no
-    held-out question is ever trained on; the rest are train-split questions."""
+    held-out question is ever trained on; the rest are train-split questions. ``seed`` is the
+    recipe's (``world.preferences.seed``) unless given, so the seed that names the cached pairs
+    is the one that drew them."""
     r = world.preferences
+    seed = r.seed if seed is None else seed
     n_val = max(1, r.questions // r.val_every)
     annotator = Annotator(r.annotator_noise)
     kwargs = {"temperature": r.temperature, "max_new_tokens": r.max_new_tokens}
